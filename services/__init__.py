@@ -1,0 +1,1 @@
+"""The five gRPC services of the shop: user, product, inventory, payment, notification."""

@@ -1,0 +1,6 @@
+"""`python -m services`: the five gRPC services in one process on GRPC_PORT."""
+
+from services.server import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Helpers shared by the servicers: validation, timestamps, transactions, error translation."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import grpc
+from sqlalchemy import DateTime, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlmodel import Session
+
+from core.db import run_db
+from core.errors import DomainError, InvalidArgument, Unavailable, abort_with
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+S = TypeVar("S")
+
+ID_MAX = 64
+KEY_MAX = 128  # idempotency keys: an order id plus a step name
+NAME_MAX = 200
+TEXT_MAX = 2000
+MONEY_MAX = 100_000_000_000  # $1bn in cents: far below int64, rejects absurd input
+QUANTITY_MAX = 1_000_000
+DELTA_MAX = 1_000_000_000
+
+# PostgreSQL serialization failure and deadlock: the transaction may simply be run again.
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+_TX_ATTEMPTS = 5
+
+Timestamp = DateTime(timezone=True)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def rfc3339(dt: datetime) -> str:
+    """RFC 3339 in UTC with a `Z`; SQLite hands back naive datetimes, which are UTC here."""
+    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def text(field: str, value: str, max_len: int = NAME_MAX, *, required: bool = True) -> str:
+    """Validates a free-text field: length bounds and no NUL (PostgreSQL rejects it)."""
+    if required and not value.strip():
+        raise InvalidArgument(f"{field} is required")
+    if len(value) > max_len:
+        raise InvalidArgument(f"{field} is longer than {max_len} characters")
+    if "\x00" in value:
+        raise InvalidArgument(f"{field} contains a NUL character")
+    return value
+
+
+def ident(field: str, value: str, max_len: int = ID_MAX) -> str:
+    """Validates an id or key: non-empty, bounded, printable, no surrounding whitespace."""
+    if not value:
+        raise InvalidArgument(f"{field} is required")
+    if len(value) > max_len:
+        raise InvalidArgument(f"{field} is longer than {max_len} characters")
+    if not value.isprintable() or value != value.strip():
+        raise InvalidArgument(f"{field} contains whitespace or control characters")
+    return value
+
+
+def in_range(field: str, value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise InvalidArgument(f"{field} must be between {low} and {high}")
+    return value
+
+
+async def transact(engine: Engine, fn: Callable[[Session], T]) -> T:
+    """Runs `fn` in one transaction, running it again after a lost race.
+
+    A concurrent insert of the same key (IntegrityError) or a PostgreSQL deadlock /
+    serialization failure rolls the whole transaction back; running it again re-reads the
+    winner's row, so concurrent duplicates get the idempotent answer instead of an error.
+    """
+    for attempt in range(1, _TX_ATTEMPTS + 1):
+        try:
+            return await run_db(engine, fn)
+        except IntegrityError:
+            log.debug("integrity conflict, attempt %d", attempt)
+        except DBAPIError as err:
+            if getattr(err.orig, "sqlstate", None) not in _RETRYABLE_SQLSTATES:
+                raise
+            log.debug("serialization conflict, attempt %d", attempt)
+    raise Unavailable("concurrent update conflict, retry", reason="CONFLICT")
+
+
+Handler = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def grpc_method(fn: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
+    """Translates the DomainErrors a servicer method raises into a gRPC status, once."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except DomainError as err:
+            await abort_with(context, err)
+        except OperationalError as err:
+            # Connection lost, database locked for too long: transient, worth a retry.
+            log.warning("database unavailable in %s: %s", fn.__name__, err.orig)
+            await abort_with(
+                context, Unavailable("database unavailable", reason="DATABASE_UNAVAILABLE")
+            )
+        raise AssertionError("abort returned")
+
+    return wrapper
+
+
+StreamHandler = Callable[[S, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]]
+
+
+def grpc_stream(fn: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Resp]:
+    """`grpc_method` for response-streaming handlers (async generators).
+
+    A DomainError ends the stream with its status after the messages already sent.
+    """
+
+    @functools.wraps(fn)
+    async def wrapper(
+        self: S, request: Req, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Resp]:
+        try:
+            async for item in fn(self, request, context):
+                yield item
+        except DomainError as err:
+            await abort_with(context, err)
+        except OperationalError as err:
+            log.warning("database unavailable in %s: %s", fn.__name__, err.orig)
+            await abort_with(
+                context, Unavailable("database unavailable", reason="DATABASE_UNAVAILABLE")
+            )
+
+    return wrapper

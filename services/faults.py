@@ -1,0 +1,79 @@
+"""Chaos testing: make mutating RPCs fail with UNAVAILABLE at a given rate (off by default).
+
+Half of the injected faults happen before the handler runs (nothing changed), half after
+it committed (the change is there, the caller still sees UNAVAILABLE): the case that
+idempotency keys exist for. Callers must retry either way and end up with one effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from core.errors import REASON_METADATA_KEY
+
+log = logging.getLogger(__name__)
+
+MUTATING = frozenset(
+    {
+        "/shop.v1.UserService/CreateUser",
+        "/shop.v1.ProductService/CreateProduct",
+        "/shop.v1.InventoryService/AdjustStock",
+        "/shop.v1.InventoryService/ReserveStock",
+        "/shop.v1.InventoryService/ReleaseStock",
+        "/shop.v1.PaymentService/Charge",
+        "/shop.v1.PaymentService/Refund",
+        "/shop.v1.NotificationService/SendNotification",
+    }
+)
+
+# Injected faults in this process, by "before" / "after".
+INJECTED: Counter[str] = Counter()
+
+
+class FaultInjector(grpc.aio.ServerInterceptor):
+    """Fails mutating unary RPCs with probability `rate`, seeded for reproducible runs.
+
+    Streaming RPCs (WatchStock, SyncInventory, BulkCreateProducts, StreamNotifications)
+    pass through untouched: they report failures per message or row, not by status.
+    """
+
+    def __init__(self, rate: float, seed: int | None = None) -> None:
+        self.rate = rate
+        self._rng = random.Random(seed)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method not in MUTATING or handler.unary_unary is None:
+            return handler  # reads and streaming RPCs: not faulted
+        inner = handler.unary_unary
+
+        async def faulty(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if self._rng.random() >= self.rate:
+                return await inner(request, context)
+            when = "after" if self._rng.random() < 0.5 else "before"
+            if when == "after":
+                await inner(request, context)  # a real error from the handler wins
+            INJECTED[when] += 1
+            log.warning("injected fault %s %s (%d so far)", when, method, sum(INJECTED.values()))
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "injected fault",
+                trailing_metadata=((REASON_METADATA_KEY, "INJECTED_FAULT"),),
+            )
+
+        return grpc.unary_unary_rpc_method_handler(
+            faulty,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,339 @@
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select, update
+
+from core.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
+from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
+from services.broadcast import Broadcaster
+from services.common import (
+    DELTA_MAX,
+    KEY_MAX,
+    QUANTITY_MAX,
+    grpc_method,
+    grpc_stream,
+    ident,
+    in_range,
+    transact,
+    utcnow,
+)
+from services.inventory.models import (
+    RELEASED,
+    RESERVED,
+    AdjustmentRow,
+    ReservationLineRow,
+    ReservationRow,
+    StockRow,
+)
+
+_STATUS = {
+    RESERVED: inventory_pb2.RESERVATION_STATUS_RESERVED,
+    RELEASED: inventory_pb2.RESERVATION_STATUS_RELEASED,
+}
+MAX_LINES = 100
+MAX_LIST = 1000
+
+log = logging.getLogger(__name__)
+
+# A committed change of one product's level: (product_id, available, seq). `seq` is taken
+# while the transaction holds the product's row lock, so it orders one product's commits.
+Change = tuple[str, int, int]
+
+
+@dataclass
+class _Reservation:
+    order_id: str
+    status: str
+    lines: list[tuple[str, int]] = field(default_factory=list)
+
+    def to_pb(self) -> inventory_pb2.Reservation:
+        return inventory_pb2.Reservation(
+            order_id=self.order_id,
+            status=_STATUS[self.status],
+            lines=[inventory_pb2.ReservationLine(product_id=p, quantity=q) for p, q in self.lines],
+        )
+
+
+def _level(product_id: str, available: int) -> inventory_pb2.StockLevel:
+    return inventory_pb2.StockLevel(product_id=product_id, available=available)
+
+
+def _read_reservation(session: Session, row: ReservationRow) -> _Reservation:
+    lines = session.exec(
+        select(ReservationLineRow)
+        .where(ReservationLineRow.order_id == row.order_id)
+        .order_by(col(ReservationLineRow.product_id))
+    ).all()
+    return _Reservation(row.order_id, row.status, [(ln.product_id, ln.quantity) for ln in lines])
+
+
+def _merge_lines(lines: list[inventory_pb2.ReservationLine]) -> list[tuple[str, int]]:
+    """Sums quantities per product; sorted so concurrent orders lock rows in one order."""
+    if not lines:
+        raise InvalidArgument("lines must not be empty")
+    if len(lines) > MAX_LINES:
+        raise InvalidArgument(f"at most {MAX_LINES} lines")
+    merged: dict[str, int] = {}
+    for line in lines:
+        product_id = ident("product_id", line.product_id)
+        if line.quantity < 1:
+            raise InvalidArgument(f"quantity of {product_id} must be at least 1")
+        merged[product_id] = merged.get(product_id, 0) + line.quantity
+    for product_id, quantity in merged.items():
+        in_range(f"quantity of {product_id}", quantity, 1, QUANTITY_MAX)
+    return sorted(merged.items())
+
+
+class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
+    """Stock per product and per-order reservations; never oversells.
+
+    A reservation takes units with one conditional UPDATE per line
+    (`available = available - q WHERE available >= q`), inside one transaction that first
+    inserts the order's reservation row: the row's primary key makes a reservation happen at
+    most once per order, and a failed line rolls back the lines before it.
+
+    Every committed level change is also published, in process, to WatchStock's watchers.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        # WatchStock's in-process notifier, fed after each commit that changed a level.
+        self._changes: Broadcaster[inventory_pb2.StockLevel] = Broadcaster()
+        self._seq = itertools.count(1)  # next() is atomic under the GIL: safe in threads
+        self._published: dict[str, int] = {}
+
+    def _publish(self, changes: list[Change]) -> None:
+        """Hands committed levels to the watchers, dropping any a later commit overtook.
+
+        Two transactions commit in row-lock order but their coroutines may resume in either
+        order; without the seq check a watcher could end on the older level.
+        """
+        for product_id, available, seq in changes:
+            if seq <= self._published.get(product_id, 0):
+                continue
+            self._published[product_id] = seq
+            self._changes.publish(_level(product_id, available))
+
+    async def adjust(self, product_id: str, delta: int, idempotency_key: str) -> int:
+        """AdjustStock's work, for in-process callers: the level after the adjustment.
+
+        Raises InvalidArgument for bad input, FailedPrecondition (INSUFFICIENT_STOCK) when
+        the stock would go below zero. A repeated key changes nothing.
+        """
+        product_id = ident("product_id", product_id)
+        key = ident("idempotency_key", idempotency_key, KEY_MAX)
+        delta = in_range("delta", delta, -DELTA_MAX, DELTA_MAX)
+
+        def work(session: Session) -> tuple[int, list[Change]]:
+            stock = session.get(StockRow, product_id, with_for_update=True)
+            if session.get(AdjustmentRow, key) is not None:
+                return (stock.available if stock else 0), []
+            if stock is None:
+                stock = StockRow(product_id=product_id, available=0)
+            if stock.available + delta < 0:
+                raise FailedPrecondition(
+                    f"stock of {product_id} would go below zero "
+                    f"({stock.available} available, delta {delta})",
+                    reason="INSUFFICIENT_STOCK",
+                )
+            stock.available += delta
+            stock.updated_at = utcnow()
+            session.add(stock)
+            session.add(AdjustmentRow(idempotency_key=key, product_id=product_id, delta=delta))
+            session.flush()
+            return stock.available, [(product_id, stock.available, next(self._seq))]
+
+        available, changes = await transact(self._engine, work)
+        self._publish(changes)
+        return available
+
+    @grpc_method
+    async def AdjustStock(
+        self, request: inventory_pb2.AdjustStockRequest, context: grpc.aio.ServicerContext
+    ) -> inventory_pb2.StockLevel:
+        """Applies delta once per idempotency_key; a repeat returns the current level."""
+        available = await self.adjust(request.product_id, request.delta, request.idempotency_key)
+        return _level(request.product_id, available)
+
+    @grpc_method
+    async def GetStock(
+        self, request: inventory_pb2.GetStockRequest, context: grpc.aio.ServicerContext
+    ) -> inventory_pb2.StockLevel:
+        """Units available now; NOT_FOUND (STOCK_NOT_FOUND) with no stock record."""
+        product_id = ident("product_id", request.product_id)
+        row = await transact(self._engine, lambda s: s.get(StockRow, product_id))
+        if row is None:
+            raise NotFound(f"no stock record for {product_id}", reason="STOCK_NOT_FOUND")
+        return _level(row.product_id, row.available)
+
+    @grpc_method
+    async def ListStock(
+        self, request: inventory_pb2.ListStockRequest, context: grpc.aio.ServicerContext
+    ) -> inventory_pb2.ListStockResponse:
+        """Stock of the given products (those with a record), or of every product."""
+        if len(request.product_ids) > MAX_LIST:
+            raise InvalidArgument(f"at most {MAX_LIST} product_ids")
+        ids = sorted({ident("product_ids", p) for p in request.product_ids})
+
+        def work(session: Session) -> list[StockRow]:
+            query = select(StockRow).order_by(col(StockRow.product_id))
+            if ids:
+                query = query.where(col(StockRow.product_id).in_(ids))
+            return list(session.exec(query).all())
+
+        rows = await transact(self._engine, work)
+        return inventory_pb2.ListStockResponse(
+            levels=[_level(r.product_id, r.available) for r in rows]
+        )
+
+    @grpc_method
+    async def ReserveStock(
+        self, request: inventory_pb2.ReserveStockRequest, context: grpc.aio.ServicerContext
+    ) -> inventory_pb2.Reservation:
+        """Reserves every line or none (OUT_OF_STOCK); a repeat returns the reservation."""
+        order_id = ident("order_id", request.order_id)
+        lines = _merge_lines(list(request.lines))
+
+        def work(session: Session) -> tuple[_Reservation, list[Change]]:
+            existing = session.get(ReservationRow, order_id)
+            if existing is not None:
+                return _read_reservation(session, existing), []
+            # Insert first: a concurrent reserve of the same order collides here (and is
+            # run again by `transact`, finding this row) before either touches stock.
+            session.add(ReservationRow(order_id=order_id, status=RESERVED))
+            session.flush()
+            changes: list[Change] = []
+            for product_id, quantity in lines:
+                left = session.exec(
+                    update(StockRow)
+                    .where(col(StockRow.product_id) == product_id)
+                    .where(col(StockRow.available) >= quantity)
+                    .values(available=col(StockRow.available) - quantity, updated_at=utcnow())
+                    .returning(col(StockRow.available))
+                    .execution_options(synchronize_session=False)
+                ).scalar_one_or_none()
+                if left is None:
+                    raise FailedPrecondition(
+                        f"product {product_id} is out of stock ({quantity} requested)",
+                        reason="OUT_OF_STOCK",
+                    )
+                changes.append((product_id, left, next(self._seq)))
+                session.add(
+                    ReservationLineRow(order_id=order_id, product_id=product_id, quantity=quantity)
+                )
+            session.flush()
+            return _Reservation(order_id, RESERVED, lines), changes
+
+        reservation, changes = await transact(self._engine, work)
+        self._publish(changes)
+        return reservation.to_pb()
+
+    @grpc_method
+    async def ReleaseStock(
+        self, request: inventory_pb2.ReleaseStockRequest, context: grpc.aio.ServicerContext
+    ) -> inventory_pb2.Reservation:
+        """Gives an order's units back once; with no reservation, leaves a tombstone."""
+        order_id = ident("order_id", request.order_id)
+
+        def work(session: Session) -> tuple[_Reservation, list[Change]]:
+            row = session.get(ReservationRow, order_id, with_for_update=True)
+            if row is None:
+                session.add(ReservationRow(order_id=order_id, status=RELEASED))
+                session.flush()
+                return _Reservation(order_id, RELEASED), []
+            reservation = _read_reservation(session, row)
+            if row.status == RELEASED:
+                return reservation, []
+            changes: list[Change] = []
+            for product_id, quantity in reservation.lines:
+                now = session.exec(
+                    update(StockRow)
+                    .where(col(StockRow.product_id) == product_id)
+                    .values(available=col(StockRow.available) + quantity, updated_at=utcnow())
+                    .returning(col(StockRow.available))
+                    .execution_options(synchronize_session=False)
+                ).scalar_one_or_none()
+                if now is not None:
+                    changes.append((product_id, now, next(self._seq)))
+            row.status = RELEASED
+            row.updated_at = utcnow()
+            session.add(row)
+            session.flush()
+            reservation.status = RELEASED
+            return reservation, changes
+
+        reservation, changes = await transact(self._engine, work)
+        self._publish(changes)
+        return reservation.to_pb()
+
+    @grpc_method
+    async def GetReservation(
+        self, request: inventory_pb2.GetReservationRequest, context: grpc.aio.ServicerContext
+    ) -> inventory_pb2.Reservation:
+        """An order's reservation; NOT_FOUND (RESERVATION_NOT_FOUND) if it never reserved."""
+        order_id = ident("order_id", request.order_id)
+
+        def work(session: Session) -> _Reservation | None:
+            row = session.get(ReservationRow, order_id)
+            return _read_reservation(session, row) if row else None
+
+        reservation = await transact(self._engine, work)
+        if reservation is None:
+            raise NotFound(f"no reservation for {order_id}", reason="RESERVATION_NOT_FOUND")
+        return reservation.to_pb()
+
+    @grpc_stream
+    async def WatchStock(
+        self, request: inventory_pb2.WatchStockRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[inventory_pb2.StockLevel]:
+        """The current levels of the products (0 without a record), then each change."""
+        if len(request.product_ids) > MAX_LIST:
+            raise InvalidArgument(f"at most {MAX_LIST} product_ids")
+        ids = sorted({ident("product_ids", p) for p in request.product_ids})
+        wanted = frozenset(ids)
+
+        def read(session: Session) -> dict[str, int]:
+            query = select(StockRow).order_by(col(StockRow.product_id))
+            if ids:
+                query = query.where(col(StockRow.product_id).in_(ids))
+            return {r.product_id: r.available for r in session.exec(query).all()}
+
+        # Subscribe before reading: a change committed in between is then delivered after
+        # the snapshot (perhaps twice, which absolute levels make harmless), never lost.
+        with self._changes.subscribe(lambda lvl: not wanted or lvl.product_id in wanted) as sub:
+            await context.send_initial_metadata(())  # tells the client it is subscribed
+            current = await transact(self._engine, read)
+            for product_id in ids or current:
+                yield _level(product_id, current.get(product_id, 0))
+            while True:
+                yield await sub.get()
+
+    @grpc_stream
+    async def SyncInventory(
+        self,
+        request_iterator: AsyncIterator[inventory_pb2.StockAdjustment],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[inventory_pb2.StockAdjustmentAck]:
+        """Applies each adjustment like AdjustStock and acknowledges it, in order."""
+        async for adjustment in request_iterator:
+            ack = inventory_pb2.StockAdjustmentAck(
+                idempotency_key=adjustment.idempotency_key, product_id=adjustment.product_id
+            )
+            try:
+                ack.available = await self.adjust(
+                    adjustment.product_id, adjustment.delta, adjustment.idempotency_key
+                )
+                ack.ok = True
+            except DomainError as err:
+                ack.error, ack.reason = err.message, err.reason
+            except OperationalError as err:
+                log.warning("database unavailable in SyncInventory: %s", err.orig)
+                ack.error, ack.reason = "database unavailable", "DATABASE_UNAVAILABLE"
+            yield ack

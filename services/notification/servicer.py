@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from core.errors import InvalidArgument
+from proto.shop.v1 import notification_pb2, notification_pb2_grpc
+from services.broadcast import Broadcaster
+from services.common import (
+    KEY_MAX,
+    TEXT_MAX,
+    grpc_method,
+    grpc_stream,
+    ident,
+    new_id,
+    rfc3339,
+    text,
+    transact,
+)
+from services.notification.models import NotificationRow
+
+log = logging.getLogger(__name__)
+
+KINDS = frozenset(
+    {"ORDER_CONFIRMED", "ORDER_FAILED", "ORDER_CANCELLED", "ORDER_SHIPPED", "ORDER_DELIVERED"}
+)
+
+
+def _to_pb(row: NotificationRow) -> notification_pb2.Notification:
+    return notification_pb2.Notification(
+        id=row.id,
+        user_id=row.user_id,
+        order_id=row.order_id,
+        kind=row.kind,
+        message=row.message,
+        created_at=rfc3339(row.created_at),
+    )
+
+
+class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
+    """Messages to customers about their orders, each sent once per idempotency key."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        # StreamNotifications' in-process notifier: (seq, notification), after the commit.
+        self._sent: Broadcaster[tuple[int, notification_pb2.Notification]] = Broadcaster()
+
+    @grpc_method
+    async def SendNotification(
+        self, request: notification_pb2.SendNotificationRequest, context: grpc.aio.ServicerContext
+    ) -> notification_pb2.Notification:
+        """Records (sends) a notification; a repeated idempotency_key returns the first one."""
+        user_id = ident("user_id", request.user_id)
+        order_id = ident("order_id", request.order_id)
+        key = ident("idempotency_key", request.idempotency_key, KEY_MAX)
+        if request.kind not in KINDS:
+            raise InvalidArgument(f"kind must be one of {', '.join(sorted(KINDS))}")
+        message = text("message", request.message, TEXT_MAX, required=False)
+
+        def work(session: Session) -> tuple[NotificationRow, bool]:
+            query = select(NotificationRow).where(NotificationRow.idempotency_key == key)
+            first = session.exec(query).first()
+            if first is not None:
+                return first, False
+            row = NotificationRow(
+                id=new_id(),
+                user_id=user_id,
+                order_id=order_id,
+                kind=request.kind,
+                message=message,
+                idempotency_key=key,
+            )
+            session.add(row)
+            session.flush()
+            return row, True
+
+        row, created = await transact(self._engine, work)
+        if created:
+            # The simulated delivery: a log line (no real e-mail in this reference project).
+            log.info("notify user %s: %s for order %s", user_id, row.kind, order_id)
+            assert row.seq is not None
+            self._sent.publish((row.seq, _to_pb(row)))
+        return _to_pb(row)
+
+    @grpc_method
+    async def ListNotifications(
+        self, request: notification_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext
+    ) -> notification_pb2.ListNotificationsResponse:
+        """A user's notifications (optionally of one order), oldest first."""
+        user_id = ident("user_id", request.user_id)
+        order_id = ident("order_id", request.order_id) if request.order_id else ""
+
+        def work(session: Session) -> list[NotificationRow]:
+            query = select(NotificationRow).where(NotificationRow.user_id == user_id)
+            if order_id:
+                query = query.where(NotificationRow.order_id == order_id)
+            return list(session.exec(query.order_by(col(NotificationRow.seq))).all())
+
+        rows = await transact(self._engine, work)
+        return notification_pb2.ListNotificationsResponse(notifications=[_to_pb(r) for r in rows])
+
+    @grpc_stream
+    async def StreamNotifications(
+        self,
+        request: notification_pb2.StreamNotificationsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[notification_pb2.Notification]:
+        """A user's notifications as they are sent, optionally the existing ones first."""
+        user_id = ident("user_id", request.user_id)
+
+        def read(session: Session) -> list[NotificationRow]:
+            query = select(NotificationRow).where(NotificationRow.user_id == user_id)
+            return list(session.exec(query.order_by(col(NotificationRow.seq))).all())
+
+        # Subscribe first so nothing sent while reading is lost; `seen` drops what the read
+        # already returned (by seq, not "seq <= max": PostgreSQL commits out of seq order).
+        with self._sent.subscribe(lambda item: item[1].user_id == user_id) as sub:
+            await context.send_initial_metadata(())  # tells the client it is subscribed
+            seen: set[int] = set()
+            if request.include_existing:
+                for row in await transact(self._engine, read):
+                    seen.add(row.seq or 0)
+                    yield _to_pb(row)
+            while True:
+                seq, notification = await sub.get()
+                if seq not in seen:
+                    yield notification

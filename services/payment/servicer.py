@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import logging
+
+import grpc
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from core.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, Unavailable
+from proto.shop.v1 import payment_pb2, payment_pb2_grpc
+from services.common import (
+    KEY_MAX,
+    MONEY_MAX,
+    grpc_method,
+    ident,
+    in_range,
+    rfc3339,
+    transact,
+    utcnow,
+)
+from services.payment.models import (
+    CAPTURE,
+    CAPTURED,
+    DECLINE,
+    DECLINED,
+    NONE,
+    REFUND,
+    REFUNDED,
+    VOIDED,
+    LedgerRow,
+    PaymentRow,
+)
+
+log = logging.getLogger(__name__)
+
+# The simulated provider's test cards.
+DECLINED_CARD = "4000000000000002"
+FLAKY_CARD = "4000000000000119"
+FLAKY_FAILURES = 2
+
+_STATUS = {
+    NONE: payment_pb2.PAYMENT_STATUS_NONE,
+    CAPTURED: payment_pb2.PAYMENT_STATUS_CAPTURED,
+    DECLINED: payment_pb2.PAYMENT_STATUS_DECLINED,
+    REFUNDED: payment_pb2.PAYMENT_STATUS_REFUNDED,
+    VOIDED: payment_pb2.PAYMENT_STATUS_VOIDED,
+}
+_ENTRY = {
+    CAPTURE: payment_pb2.LEDGER_ENTRY_TYPE_CAPTURE,
+    REFUND: payment_pb2.LEDGER_ENTRY_TYPE_REFUND,
+    DECLINE: payment_pb2.LEDGER_ENTRY_TYPE_DECLINE,
+}
+
+
+def _declined() -> FailedPrecondition:
+    return FailedPrecondition("card declined", reason="PAYMENT_DECLINED")
+
+
+def _result(row: PaymentRow | None, order_id: str) -> payment_pb2.PaymentResult:
+    if row is None:
+        return payment_pb2.PaymentResult(order_id=order_id, status=payment_pb2.PAYMENT_STATUS_NONE)
+    return payment_pb2.PaymentResult(
+        order_id=row.order_id,
+        status=_STATUS[row.status],
+        amount_cents=row.amount_cents,
+        card_last4=row.card_last4,
+    )
+
+
+def _card(number: str) -> str:
+    """Validates the card number's format; the number itself never leaves this request."""
+    if not (12 <= len(number) <= 19 and number.isascii() and number.isdigit()):
+        raise InvalidArgument("card_number must be 12 to 19 digits", reason="INVALID_CARD")
+    return number
+
+
+def _locked_row(session: Session, order_id: str) -> PaymentRow:
+    """The order's row, locked; created (status NONE) when absent.
+
+    Two first charges of an order both insert: one gets an IntegrityError and `transact`
+    runs it again, finding and locking the winner's row.
+    """
+    row = session.get(PaymentRow, order_id, with_for_update=True)
+    if row is None:
+        row = PaymentRow(order_id=order_id)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def _add_entry(session: Session, order_id: str, kind: str, amount: int, key: str) -> None:
+    used = session.exec(select(LedgerRow).where(LedgerRow.idempotency_key == key)).first()
+    if used is not None:
+        raise AlreadyExists(
+            f"idempotency_key already used for a {used.type} of order {used.order_id}",
+            reason="IDEMPOTENCY_KEY_REUSED",
+        )
+    session.add(LedgerRow(order_id=order_id, type=kind, amount_cents=amount, idempotency_key=key))
+
+
+class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
+    """A simulated card provider with a ledger of captures, refunds and declines.
+
+    Each order is captured at most once and refunded at most once; outcomes that must be
+    remembered (a decline, a processing-error attempt) are committed before the error
+    reaches the caller.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @grpc_method
+    async def Charge(
+        self, request: payment_pb2.ChargeRequest, context: grpc.aio.ServicerContext
+    ) -> payment_pb2.PaymentResult:
+        """Captures amount_cents once per order; PAYMENT_DECLINED is final, UNAVAILABLE not."""
+        order_id = ident("order_id", request.order_id)
+        key = ident("idempotency_key", request.idempotency_key, KEY_MAX)
+        amount = in_range("amount_cents", request.amount_cents, 1, MONEY_MAX)
+        card = _card(request.card_number)
+        last4 = card[-4:]
+
+        # Returns the error to raise after commit instead of raising it (which would roll
+        # back the decline or the attempt count).
+        def work(session: Session) -> tuple[PaymentRow, DomainError | None]:
+            row = _locked_row(session, order_id)
+            if row.status == CAPTURED:
+                return row, None
+            if row.status in (REFUNDED, VOIDED):
+                return row, FailedPrecondition(
+                    f"payment of order {order_id} was {row.status.lower()}",
+                    reason="PAYMENT_VOIDED",
+                )
+            if row.status == DECLINED:
+                return row, _declined()
+            row.attempts += 1
+            row.card_last4 = last4
+            row.updated_at = utcnow()
+            if card == DECLINED_CARD:
+                row.status = DECLINED
+                row.amount_cents = amount
+                _add_entry(session, order_id, DECLINE, amount, key)
+                outcome: DomainError | None = _declined()
+            elif card == FLAKY_CARD and row.attempts <= FLAKY_FAILURES:
+                outcome = Unavailable("processing error, retry", reason="PROCESSING_ERROR")
+            else:
+                row.status = CAPTURED
+                row.amount_cents = amount
+                _add_entry(session, order_id, CAPTURE, amount, key)
+                outcome = None
+            session.add(row)
+            session.flush()
+            return row, outcome
+
+        row, error = await transact(self._engine, work)
+        if error is not None:
+            log.info("charge of order %s: %s", order_id, error.reason)
+            raise error
+        return _result(row, order_id)
+
+    @grpc_method
+    async def Refund(
+        self, request: payment_pb2.RefundRequest, context: grpc.aio.ServicerContext
+    ) -> payment_pb2.PaymentResult:
+        """Refunds the capture in full, once. Without a capture the order becomes VOIDED
+        (a later charge is refused); a DECLINED order stays DECLINED, which refuses it too.
+        """
+        order_id = ident("order_id", request.order_id)
+        key = ident("idempotency_key", request.idempotency_key, KEY_MAX)
+
+        def work(session: Session) -> PaymentRow:
+            row = _locked_row(session, order_id)
+            if row.status == CAPTURED:
+                row.status = REFUNDED
+                _add_entry(session, order_id, REFUND, row.amount_cents, key)
+            elif row.status == NONE:
+                row.status = VOIDED
+            else:  # REFUNDED, VOIDED, DECLINED: nothing held, nothing to give back
+                return row
+            row.updated_at = utcnow()
+            session.add(row)
+            session.flush()
+            return row
+
+        return _result(await transact(self._engine, work), order_id)
+
+    @grpc_method
+    async def GetPayment(
+        self, request: payment_pb2.GetPaymentRequest, context: grpc.aio.ServicerContext
+    ) -> payment_pb2.PaymentResult:
+        """The order's payment state; NONE when nothing happened."""
+        order_id = ident("order_id", request.order_id)
+        row = await transact(self._engine, lambda s: s.get(PaymentRow, order_id))
+        return _result(row, order_id)
+
+    @grpc_method
+    async def ListLedger(
+        self, request: payment_pb2.ListLedgerRequest, context: grpc.aio.ServicerContext
+    ) -> payment_pb2.ListLedgerResponse:
+        """The order's ledger entries, oldest first."""
+        order_id = ident("order_id", request.order_id)
+
+        def work(session: Session) -> list[LedgerRow]:
+            query = (
+                select(LedgerRow).where(LedgerRow.order_id == order_id).order_by(col(LedgerRow.id))
+            )
+            return list(session.exec(query).all())
+
+        rows = await transact(self._engine, work)
+        return payment_pb2.ListLedgerResponse(
+            entries=[
+                payment_pb2.LedgerEntry(
+                    order_id=r.order_id,
+                    type=_ENTRY[r.type],
+                    amount_cents=r.amount_cents,
+                    idempotency_key=r.idempotency_key,
+                    created_at=rfc3339(r.created_at),
+                )
+                for r in rows
+            ]
+        )

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+import grpc
+from sqlalchemy import Engine, text
+
+from proto.shop.v1 import payment_pb2 as pay
+
+if TYPE_CHECKING:
+    from tests.services_fixtures import ExpectError, Stubs
+
+
+GOOD, DECLINED, FLAKY = "4242424242424242", "4000000000000002", "4000000000000119"
+CAPTURE, REFUND, DECLINE = (
+    pay.LEDGER_ENTRY_TYPE_CAPTURE,
+    pay.LEDGER_ENTRY_TYPE_REFUND,
+    pay.LEDGER_ENTRY_TYPE_DECLINE,
+)
+
+
+def uid(prefix: str = "") -> str:
+    return f"{prefix}{uuid.uuid4().hex}"
+
+
+def charge(order_id: str, card: str = GOOD, amount: int = 1250) -> pay.ChargeRequest:
+    return pay.ChargeRequest(
+        order_id=order_id, amount_cents=amount, card_number=card, idempotency_key=f"{order_id}:c"
+    )
+
+
+def refund(order_id: str) -> pay.RefundRequest:
+    return pay.RefundRequest(order_id=order_id, idempotency_key=f"{order_id}:r")
+
+
+async def ledger(stubs: Stubs, order_id: str) -> list[tuple[int, int, str]]:
+    got = await stubs.payment.ListLedger(pay.ListLedgerRequest(order_id=order_id))
+    return [(e.type, e.amount_cents, e.idempotency_key) for e in got.entries]
+
+
+async def test_pays_once(stubs: Stubs, engine: Engine) -> None:
+    order_id = uid("o-")
+    none = await stubs.payment.GetPayment(pay.GetPaymentRequest(order_id=order_id))
+    assert none.status == pay.PAYMENT_STATUS_NONE
+    results = await asyncio.gather(*(stubs.payment.Charge(charge(order_id)) for _ in range(5)))
+    assert {(r.status, r.amount_cents, r.card_last4) for r in results} == {
+        (pay.PAYMENT_STATUS_CAPTURED, 1250, "4242")
+    }
+    assert await ledger(stubs, order_id) == [(CAPTURE, 1250, f"{order_id}:c")]
+    got = await stubs.payment.GetPayment(pay.GetPaymentRequest(order_id=order_id))
+    assert got == results[0]
+    # Only the last four digits are stored anywhere.
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM payment_orders")).all()
+    assert GOOD not in repr(rows)
+
+
+async def test_declined_is_final(stubs: Stubs, expect_error: ExpectError) -> None:
+    order_id = uid("o-")
+    for _ in range(3):
+        err = await expect_error(
+            stubs.payment.Charge(charge(order_id, DECLINED)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "PAYMENT_DECLINED",
+        )
+        assert err.details() == "card declined"
+    # Even a good card is refused afterwards: the decline is the order's outcome.
+    await expect_error(
+        stubs.payment.Charge(charge(order_id, GOOD)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "PAYMENT_DECLINED",
+    )
+    assert await ledger(stubs, order_id) == [(DECLINE, 1250, f"{order_id}:c")]
+    got = await stubs.payment.GetPayment(pay.GetPaymentRequest(order_id=order_id))
+    assert got.status == pay.PAYMENT_STATUS_DECLINED
+    # Refunding a declined order changes nothing (it stays DECLINED).
+    assert (await stubs.payment.Refund(refund(order_id))).status == pay.PAYMENT_STATUS_DECLINED
+    assert len(await ledger(stubs, order_id)) == 1
+
+
+async def test_processing_error_fails_twice_then_pays(
+    stubs: Stubs, expect_error: ExpectError
+) -> None:
+    order_id = uid("o-")
+    for _ in range(2):
+        await expect_error(
+            stubs.payment.Charge(charge(order_id, FLAKY)),
+            grpc.StatusCode.UNAVAILABLE,
+            "PROCESSING_ERROR",
+        )
+    assert await ledger(stubs, order_id) == []
+    paid = await stubs.payment.Charge(charge(order_id, FLAKY))
+    assert (paid.status, paid.card_last4) == (pay.PAYMENT_STATUS_CAPTURED, "0119")
+    assert (await stubs.payment.Charge(charge(order_id, FLAKY))) == paid
+    assert await ledger(stubs, order_id) == [(CAPTURE, 1250, f"{order_id}:c")]
+
+
+async def test_refund_once(stubs: Stubs, expect_error: ExpectError) -> None:
+    order_id = uid("o-")
+    await stubs.payment.Charge(charge(order_id, amount=999))
+    results = await asyncio.gather(*(stubs.payment.Refund(refund(order_id)) for _ in range(4)))
+    assert {r.status for r in results} == {pay.PAYMENT_STATUS_REFUNDED}
+    assert await ledger(stubs, order_id) == [
+        (CAPTURE, 999, f"{order_id}:c"),
+        (REFUND, 999, f"{order_id}:r"),
+    ]
+    await expect_error(
+        stubs.payment.Charge(charge(order_id)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "PAYMENT_VOIDED",
+    )
+    entries = await stubs.payment.ListLedger(pay.ListLedgerRequest(order_id=order_id))
+    assert all(e.created_at.endswith("Z") for e in entries.entries)
+
+
+async def test_refund_without_capture_voids(stubs: Stubs, expect_error: ExpectError) -> None:
+    order_id = uid("o-")
+    voided = await stubs.payment.Refund(refund(order_id))
+    assert voided.status == pay.PAYMENT_STATUS_VOIDED
+    assert (await stubs.payment.Refund(refund(order_id))).status == pay.PAYMENT_STATUS_VOIDED
+    await expect_error(
+        stubs.payment.Charge(charge(order_id)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "PAYMENT_VOIDED",
+    )
+    assert await ledger(stubs, order_id) == []
+    # An order between two processing errors (status NONE) is voided the same way.
+    flaky = uid("o-")
+    await expect_error(stubs.payment.Charge(charge(flaky, FLAKY)), grpc.StatusCode.UNAVAILABLE)
+    assert (await stubs.payment.Refund(refund(flaky))).status == pay.PAYMENT_STATUS_VOIDED
+    await expect_error(
+        stubs.payment.Charge(charge(flaky, FLAKY)), grpc.StatusCode.FAILED_PRECONDITION
+    )
+
+
+async def test_invalid_payment_requests(stubs: Stubs, expect_error: ExpectError) -> None:
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    order_id = uid("o-")
+    for req in [
+        charge(order_id, card="42424242424"),  # 11 digits
+        charge(order_id, card="4" * 20),
+        charge(order_id, card="4242 4242 4242 4242"),
+        charge(order_id, card="٤٢٤٢٤٢٤٢٤٢٤٢٤٢٤٢"),  # non-ASCII digits
+        charge(order_id, amount=0),
+        charge(order_id, amount=-5),
+        charge("", GOOD),
+        pay.ChargeRequest(order_id=order_id, amount_cents=1, card_number=GOOD),
+    ]:
+        await expect_error(stubs.payment.Charge(req), invalid)
+    await expect_error(stubs.payment.Refund(pay.RefundRequest(order_id=order_id)), invalid)
+    await expect_error(stubs.payment.GetPayment(pay.GetPaymentRequest(order_id="x" * 65)), invalid)
+    status = await stubs.payment.GetPayment(pay.GetPaymentRequest(order_id=order_id))
+    assert status.status == pay.PAYMENT_STATUS_NONE

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING
+
+import grpc
+
+from proto.shop.v1 import user_pb2
+
+if TYPE_CHECKING:
+    from tests.services_fixtures import ExpectError, Stubs
+
+
+def uid(prefix: str = "") -> str:
+    return f"{prefix}{uuid.uuid4().hex}"
+
+
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+async def test_create_and_get(stubs: Stubs) -> None:
+    email = f"{uid()}@example.com"
+    user = await stubs.user.CreateUser(user_pb2.CreateUserRequest(email=email, name="Ada"))
+    assert re.fullmatch(r"[0-9a-f]{32}", user.id)
+    assert (user.email, user.name) == (email, "Ada")
+    assert RFC3339.match(user.created_at)
+    assert await stubs.user.GetUser(user_pb2.GetUserRequest(id=user.id)) == user
+
+
+async def test_duplicate_email_is_case_insensitive(stubs: Stubs, expect_error: ExpectError) -> None:
+    email = f"{uid()}@Example.com"
+    await stubs.user.CreateUser(user_pb2.CreateUserRequest(email=email, name="A"))
+    await expect_error(
+        stubs.user.CreateUser(user_pb2.CreateUserRequest(email=email.upper(), name="B")),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "EMAIL_TAKEN",
+    )
+
+
+async def test_caller_chosen_id_is_idempotent(stubs: Stubs, expect_error: ExpectError) -> None:
+    user_id, email = uid("u-"), f"{uid()}@example.com"
+    req = user_pb2.CreateUserRequest(id=user_id, email=email, name="Seed")
+    first = await stubs.user.CreateUser(req)
+    assert first.id == user_id
+    assert await stubs.user.CreateUser(req) == first
+    other = user_pb2.CreateUserRequest(id=user_id, email=f"{uid()}@example.com", name="X")
+    await expect_error(stubs.user.CreateUser(other), grpc.StatusCode.ALREADY_EXISTS)
+
+
+async def test_get_unknown_user(stubs: Stubs, expect_error: ExpectError) -> None:
+    await expect_error(
+        stubs.user.GetUser(user_pb2.GetUserRequest(id=uid())),
+        grpc.StatusCode.NOT_FOUND,
+        "USER_NOT_FOUND",
+    )
+
+
+async def test_invalid_users(stubs: Stubs, expect_error: ExpectError) -> None:
+    bad = [
+        user_pb2.CreateUserRequest(email="no-at-sign", name="A"),
+        user_pb2.CreateUserRequest(email="@example.com", name="A"),
+        user_pb2.CreateUserRequest(email=f"{uid()}@example.com", name=" "),
+        user_pb2.CreateUserRequest(email=f"{uid()}@example.com", name="A" * 201),
+        user_pb2.CreateUserRequest(email=f"{uid()}@example.com", name="A\x00"),
+        user_pb2.CreateUserRequest(email=f"{uid()}@example.com", name="A", id="x" * 65),
+    ]
+    for req in bad:
+        await expect_error(stubs.user.CreateUser(req), grpc.StatusCode.INVALID_ARGUMENT)
+    for user_id in ["", "x" * 65, "a\nb"]:
+        await expect_error(
+            stubs.user.GetUser(user_pb2.GetUserRequest(id=user_id)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
