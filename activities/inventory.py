@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import grpc
+from temporalio import activity
+
+from activities.grpc_errors import translate
+from core.types import FailureReason, ReleaseStockInput, ReserveStockInput
+from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
+
+RPC_TIMEOUT = 5.0
+
+
+class InventoryActivities:
+    def __init__(self, stub: inventory_pb2_grpc.InventoryServiceStub) -> None:
+        self._stub = stub
+
+    @activity.defn(name="reserve_stock")
+    async def reserve_stock(self, inp: ReserveStockInput) -> None:
+        """Reserves every item of the order at once (idempotent per order); OUT_OF_STOCK if not."""
+        req = inventory_pb2.ReserveStockRequest(
+            order_id=inp.order_id,
+            lines=[
+                inventory_pb2.ReservationLine(product_id=i.product_id, quantity=i.quantity)
+                for i in inp.items
+            ],
+        )
+        try:
+            await self._stub.ReserveStock(req, timeout=RPC_TIMEOUT)
+        except grpc.aio.AioRpcError as err:
+            business = {grpc.StatusCode.FAILED_PRECONDITION: FailureReason.OUT_OF_STOCK.value}
+            raise translate(err, business) from None
+
+    @activity.defn(name="release_stock")
+    async def release_stock(self, inp: ReleaseStockInput) -> None:
+        """Compensation of reserve_stock: returns the order's units (a no-op when it holds none)."""
+        try:
+            await self._stub.ReleaseStock(
+                inventory_pb2.ReleaseStockRequest(order_id=inp.order_id), timeout=RPC_TIMEOUT
+            )
+        except grpc.aio.AioRpcError as err:
+            raise translate(err, {}) from None

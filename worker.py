@@ -1,0 +1,121 @@
+"""The Temporal worker for task queue `orders`: both workflows and every activity.
+
+Run: `.venv/bin/python worker.py`. SIGTERM or Ctrl-C stops polling, lets in-flight
+activities finish (up to the graceful timeout) and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import grpc
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from activities.inventory import InventoryActivities
+from activities.notification import NotificationActivities
+from activities.orders import OrderActivities
+from activities.payment import PaymentActivities
+from activities.product import ProductActivities
+from activities.user import UserActivities
+from core.config import Settings, get_settings
+from core.db import create_tables, make_engine
+from orders.models import TABLES as ORDER_TABLES
+from proto.shop.v1 import (
+    inventory_pb2_grpc,
+    notification_pb2_grpc,
+    payment_pb2_grpc,
+    product_pb2_grpc,
+    user_pb2_grpc,
+)
+from workflows.cancel_order import CancelOrder
+from workflows.place_order import PlaceOrder
+
+log = logging.getLogger("worker")
+
+WORKFLOWS: Sequence[type] = (PlaceOrder, CancelOrder)
+# The worker's configuration that decides how workflow code runs; the replayer
+# (`python -m workflows.replay`) uses exactly the same.
+DATA_CONVERTER = pydantic_data_converter
+WORKFLOW_RUNNER = SandboxedWorkflowRunner()
+
+
+def build_activities(channel: grpc.aio.Channel, engine: Engine) -> list[Callable[..., Any]]:
+    """Every activity of both workflows, bound to stubs on one shared channel."""
+    user = UserActivities(user_pb2_grpc.UserServiceStub(channel))
+    product = ProductActivities(product_pb2_grpc.ProductServiceStub(channel))
+    inventory = InventoryActivities(inventory_pb2_grpc.InventoryServiceStub(channel))
+    payment = PaymentActivities(payment_pb2_grpc.PaymentServiceStub(channel))
+    notification = NotificationActivities(notification_pb2_grpc.NotificationServiceStub(channel))
+    orders = OrderActivities(engine)
+    return [
+        user.get_user,
+        product.get_product,
+        inventory.reserve_stock,
+        inventory.release_stock,
+        payment.charge,
+        payment.refund,
+        notification.send_notification,
+        orders.save_order,
+    ]
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        data_converter=DATA_CONVERTER,
+    )
+
+
+def build_worker(
+    client: Client, task_queue: str, activities: Sequence[Callable[..., Any]]
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=list(activities),
+        workflow_runner=WORKFLOW_RUNNER,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    engine = make_engine(settings.database_url)
+    create_tables(engine, ORDER_TABLES)
+    client = await connect(settings)
+    async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+        worker = build_worker(
+            client, settings.temporal_task_queue, build_activities(channel, engine)
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with worker:
+            log.info(
+                "worker polling task queue %r on %s",
+                settings.temporal_task_queue,
+                settings.temporal_target,
+            )
+            await stop.wait()
+            log.info("shutting down: finishing in-flight activities")
+    engine.dispose()
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""Durable workflows: PlaceOrder (the order's whole life) and CancelOrder."""

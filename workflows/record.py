@@ -1,0 +1,319 @@
+"""Records workflow histories of real runs, for the replay tests in tests/histories.
+
+    python -m workflows.record --out tests/histories            # its own dev server
+    python -m workflows.record --out DIR --address HOST:PORT     # an existing server
+
+Starts a Temporal dev server (the `temporal` binary in the venv) unless `--address` is
+given, the real gRPC services on a free port over a SQLite database in a temporary
+directory, and a real worker on a fresh task queue; seeds a user and two products, then
+runs one PlaceOrder per scenario, waits for each to complete and writes its history as
+`<workflow_id>.json`, in the format `temporal workflow show -o json` writes. Each file is
+also fetched with the `temporal` CLI, when it is installed, and must parse to the same
+events. Prints one line per file.
+
+Re-record only after an intended change guarded by `workflow.patched`, never to make a
+nondeterminism error go away: the old histories are what running workflows look like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.common import SearchAttributeKey
+from temporalio.testing import WorkflowEnvironment
+
+from core.db import create_tables, make_engine
+from core.types import (
+    CancelRequest,
+    OrderItem,
+    OrderSnapshot,
+    OrderStatus,
+    PaymentStatus,
+    PlaceOrderInput,
+    cancel_workflow_id_for,
+    workflow_id_for,
+)
+from orders.models import TABLES as ORDER_TABLES
+from proto.shop.v1 import (
+    inventory_pb2,
+    inventory_pb2_grpc,
+    product_pb2,
+    product_pb2_grpc,
+    user_pb2,
+    user_pb2_grpc,
+)
+from services.server import create_server
+from worker import DATA_CONVERTER, build_activities, build_worker
+
+PAYS = "4242424242424242"
+DECLINED = "4000000000000002"
+# Fails with a transient processing error on its first two attempts, then pays: the
+# retries keep the order RESERVED for a second or two, long enough to cancel it there.
+FLAKY = "4000000000000119"
+
+USER_ID = "user-replay"
+BOOK = "product-book"  # plenty of stock
+SCARCE = "product-scarce"  # one unit
+SEARCH_ATTRIBUTES = [
+    SearchAttributeKey.for_keyword("OrderStatus"),
+    SearchAttributeKey.for_keyword("CustomerId"),
+]
+WAIT = timedelta(seconds=60)
+
+Handle = WorkflowHandle[object, OrderSnapshot]
+
+
+@dataclass
+class Recorder:
+    client: Client
+    task_queue: str
+
+    async def start(
+        self, order_id: str, card: str = PAYS, product: str = BOOK, quantity: int = 1, **extra: int
+    ) -> Handle:
+        inp = PlaceOrderInput(
+            order_id=order_id,
+            user_id=USER_ID,
+            items=[OrderItem(product_id=product, quantity=quantity)],
+            card_number=card,
+            **extra,
+        )
+        return await self.client.start_workflow(
+            "PlaceOrder",
+            inp,
+            id=workflow_id_for(order_id),
+            task_queue=self.task_queue,
+            result_type=OrderSnapshot,
+            execution_timeout=WAIT,
+        )
+
+
+async def status_of(handle: Handle) -> OrderStatus:
+    snap = await handle.query("status", result_type=OrderSnapshot)
+    return snap.status
+
+
+async def wait_status(handle: Handle, status: OrderStatus) -> None:
+    """Polls the `status` query (queries leave no trace in the history)."""
+    for _ in range(int(WAIT.total_seconds() / 0.02)):
+        now = await status_of(handle)
+        if now == status:
+            return
+        if now.is_final:
+            raise RuntimeError(f"{handle.id} ended {now} before reaching {status}")
+        await asyncio.sleep(0.02)
+    raise RuntimeError(f"{handle.id} never reached {status}")
+
+
+def expect(snap: OrderSnapshot, status: OrderStatus, reason: str | None = None) -> None:
+    if snap.status != status or (reason is not None and snap.failure_reason != reason):
+        raise RuntimeError(
+            f"{snap.order_id}: expected {status} {reason or ''}, got {snap.status} "
+            f"{snap.failure_reason}"
+        )
+
+
+# --- scenarios: each returns the workflow ids whose histories it records ----------------
+
+
+async def paid_delivered(r: Recorder) -> list[str]:
+    h = await r.start("paid-delivered", quantity=2)
+    await wait_status(h, OrderStatus.PAID)
+    await h.execute_update("request_ship", result_type=OrderSnapshot)
+    await h.execute_update("request_deliver", result_type=OrderSnapshot)
+    expect(await h.result(), OrderStatus.DELIVERED)
+    return [h.id]
+
+
+async def payment_declined(r: Recorder) -> list[str]:
+    h = await r.start("payment-declined", card=DECLINED)
+    expect(await h.result(), OrderStatus.FAILED, "PAYMENT_DECLINED")
+    return [h.id]
+
+
+async def out_of_stock(r: Recorder) -> list[str]:
+    h = await r.start("out-of-stock", product=SCARCE, quantity=2)
+    expect(await h.result(), OrderStatus.FAILED, "OUT_OF_STOCK")
+    return [h.id]
+
+
+async def cancel_before_payment(r: Recorder) -> list[str]:
+    h = await r.start("cancel-before-payment", card=FLAKY)
+    await wait_status(h, OrderStatus.RESERVED)
+    await h.signal("cancel", CancelRequest(reason="changed my mind"))
+    snap = await h.result()
+    expect(snap, OrderStatus.CANCELLED, "changed my mind")
+    if snap.payment_status != PaymentStatus.NONE:
+        raise RuntimeError(f"{h.id}: the cancel came after the charge ({snap.payment_status})")
+    return [h.id]
+
+
+async def cancel_after_payment(r: Recorder) -> list[str]:
+    order_id = "cancel-after-payment"
+    h = await r.start(order_id)
+    await wait_status(h, OrderStatus.PAID)
+    await h.execute_update(
+        "request_cancel", CancelRequest(reason="too late"), result_type=OrderSnapshot
+    )
+    expect(await h.result(), OrderStatus.CANCELLED, "too late")
+    child = r.client.get_workflow_handle(cancel_workflow_id_for(order_id))
+    await child.result()
+    return [h.id, child.id]
+
+
+async def fulfilment_deadline(r: Recorder) -> list[str]:
+    h = await r.start("fulfilment-deadline", fulfilment_deadline_seconds=3)
+    expect(await h.result(), OrderStatus.CANCELLED, "NOT_SHIPPED")
+    return [h.id]
+
+
+SCENARIOS: dict[str, Callable[[Recorder], Awaitable[list[str]]]] = {
+    "paid_delivered": paid_delivered,
+    "payment_declined": payment_declined,
+    "out_of_stock": out_of_stock,
+    "cancel_before_payment": cancel_before_payment,
+    "cancel_after_payment": cancel_after_payment,
+    "fulfilment_deadline": fulfilment_deadline,
+}
+
+
+# --- the stack ---------------------------------------------------------------------------
+
+
+def temporal_cli() -> str | None:
+    path = Path(sys.executable).parent / "temporal"
+    return str(path) if path.exists() else shutil.which("temporal")
+
+
+async def seed(channel: grpc.aio.Channel) -> None:
+    users = user_pb2_grpc.UserServiceStub(channel)
+    products = product_pb2_grpc.ProductServiceStub(channel)
+    inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
+    await users.CreateUser(
+        user_pb2.CreateUserRequest(id=USER_ID, email="replay@example.com", name="Replay")
+    )
+    for pid, stock in ((BOOK, 100), (SCARCE, 1)):
+        await products.CreateProduct(
+            product_pb2.CreateProductRequest(
+                id=pid,
+                sku=pid.upper(),
+                name=pid.removeprefix("product-").title(),
+                description="for the replay tests",
+                price_cents=1500,
+                category="books",
+            )
+        )
+        await inventory.AdjustStock(
+            inventory_pb2.AdjustStockRequest(
+                product_id=pid, delta=stock, idempotency_key=f"seed-{pid}"
+            )
+        )
+
+
+def check_with_cli(cli: str, address: str, namespace: str, path: Path) -> None:
+    """The CLI's own `workflow show -o json` must parse to the same events as our file."""
+    shown = subprocess.run(
+        [cli, "workflow", "show", "--workflow-id", path.stem, "-o", "json"]
+        + ["--address", address, "--namespace", namespace],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    ours = WorkflowHistory.from_json(path.stem, path.read_text())
+    theirs = WorkflowHistory.from_json(path.stem, shown)
+    if list(ours.events) != list(theirs.events):
+        raise RuntimeError(f"{path.name} differs from `temporal workflow show -o json`")
+
+
+async def record(
+    out: Path, client: Client, address: str, scenarios: list[str], check_cli: bool
+) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    cli = temporal_cli() if check_cli else None
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="record-") as tmp:
+        engine = make_engine(f"sqlite:///{tmp}/shop.db")
+        create_tables(engine, ORDER_TABLES)
+        server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await seed(channel)
+                task_queue = f"record-{uuid.uuid4().hex[:8]}"
+                recorder = Recorder(client, task_queue)
+                async with build_worker(client, task_queue, build_activities(channel, engine)):
+                    for name in scenarios:
+                        for wid in await SCENARIOS[name](recorder):
+                            history = await client.get_workflow_handle(wid).fetch_history()
+                            path = out / f"{wid}.json"
+                            path.write_text(history.to_json() + "\n")
+                            if cli:
+                                check_with_cli(cli, address, client.namespace, path)
+                            written.append(path)
+                            size = path.stat().st_size
+                            print(f"{path}\t{len(history.events)} events\t{size} bytes", flush=True)
+        finally:
+            await server.stop(grace=1)
+            engine.dispose()
+    return written
+
+
+async def amain(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workflows.record", description=__doc__)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--out", type=Path, default=Path("tests/histories"))
+    p.add_argument("--address", help="an existing Temporal server (default: start a dev server)")
+    p.add_argument("--namespace", default="default")
+    p.add_argument(
+        "--scenario", action="append", choices=list(SCENARIOS), help="only these (repeatable)"
+    )
+    p.add_argument(
+        "--no-cli-check", action="store_true", help="skip comparing with `temporal workflow show`"
+    )
+    args = p.parse_args(argv)
+    # The declined, out-of-stock and flaky-card scenarios fail activities on purpose.
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
+    scenarios = args.scenario or list(SCENARIOS)
+    if args.address:
+        client = await Client.connect(
+            args.address, namespace=args.namespace, data_converter=DATA_CONVERTER
+        )
+        await record(args.out, client, args.address, scenarios, not args.no_cli_check)
+        return 0
+    cli = temporal_cli()
+    if cli is None:
+        p.error("the `temporal` CLI is not installed: run `make install` or give --address")
+    env = await WorkflowEnvironment.start_local(
+        namespace=args.namespace,
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=cli,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+    )
+    try:
+        address = env.client.service_client.config.target_host
+        await record(args.out, env.client, address, scenarios, not args.no_cli_check)
+    finally:
+        await env.shutdown()
+    return 0
+
+
+def main() -> None:
+    sys.exit(asyncio.run(amain()))
+
+
+if __name__ == "__main__":
+    main()
