@@ -1,0 +1,140 @@
+"""Shared resources on `app.state` and the `Annotated` dependencies that hand them out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+import grpc
+from fastapi import Depends, Path, Request
+from grpc_health.v1 import health_pb2_grpc
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from api.errors import temporal_unavailable
+from api.models import ID_MAX_LENGTH, ID_PATTERN
+from core.config import Settings
+from proto.shop.v1 import (
+    inventory_pb2_grpc,
+    notification_pb2_grpc,
+    payment_pb2_grpc,
+    product_pb2_grpc,
+    user_pb2_grpc,
+)
+
+log = logging.getLogger("api")
+
+# Every gRPC call from a request gets this deadline, so a stuck service answers 503.
+GRPC_TIMEOUT = 5.0
+TEMPORAL_CONNECT_TIMEOUT = 3.0
+
+
+@dataclass
+class Stubs:
+    """The five services' stubs (and the health stub) on one channel."""
+
+    users: user_pb2_grpc.UserServiceStub
+    products: product_pb2_grpc.ProductServiceStub
+    inventory: inventory_pb2_grpc.InventoryServiceStub
+    payments: payment_pb2_grpc.PaymentServiceStub
+    notifications: notification_pb2_grpc.NotificationServiceStub
+    health: health_pb2_grpc.HealthStub
+
+    @classmethod
+    def on(cls, channel: grpc.aio.Channel) -> Stubs:
+        return cls(
+            users=user_pb2_grpc.UserServiceStub(channel),
+            products=product_pb2_grpc.ProductServiceStub(channel),
+            inventory=inventory_pb2_grpc.InventoryServiceStub(channel),
+            payments=payment_pb2_grpc.PaymentServiceStub(channel),
+            notifications=notification_pb2_grpc.NotificationServiceStub(channel),
+            health=health_pb2_grpc.HealthStub(channel),
+        )
+
+
+class TemporalConnector:
+    """One Temporal client for the process, connected at startup or, if Temporal was down
+    then, on first use: the API starts without Temporal and answers 503 until it is up."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    async def get(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                self._client = await self._connect()
+        return self._client
+
+    async def get_or_none(self) -> Client | None:
+        """For routes that can still answer from the read model while Temporal is down."""
+        try:
+            return await self.get()
+        except Exception:
+            return None
+
+    async def try_connect(self) -> None:
+        try:
+            await self.get()
+        except Exception as err:  # the API still starts; routes that need Temporal say 503
+            log.warning("Temporal at %s is not reachable yet: %s", self._target, err)
+
+    @property
+    def _target(self) -> str:
+        return self._settings.temporal_target
+
+    async def _connect(self) -> Client:
+        try:
+            return await asyncio.wait_for(
+                Client.connect(
+                    self._target,
+                    namespace=self._settings.temporal_namespace,
+                    data_converter=pydantic_data_converter,
+                    connect_timeout=timedelta(seconds=TEMPORAL_CONNECT_TIMEOUT),
+                ),
+                timeout=TEMPORAL_CONNECT_TIMEOUT + 1,
+            )
+        except Exception as err:
+            raise temporal_unavailable(f"cannot connect to {self._target}") from err
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_stubs(request: Request) -> Stubs:
+    stubs: Stubs = request.app.state.stubs
+    return stubs
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_connector(request: Request) -> TemporalConnector:
+    connector: TemporalConnector = request.app.state.temporal
+    return connector
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StubsDep = Annotated[Stubs, Depends(get_stubs)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+# Routes take the connector and ask it for the client inside the handler, after FastAPI has
+# validated the request: a malformed request is a 422 even while Temporal is down.
+ConnectorDep = Annotated[TemporalConnector, Depends(get_connector)]
+
+# Path ids: checked before anything is looked up (422 in the error shape otherwise).
+PathId = Annotated[str, Path(max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]

@@ -1,0 +1,140 @@
+"""One error shape for every answer that is not a success: `{"error": {"code", "message"}}`.
+
+gRPC status codes and Temporal RPC failures are translated here, at the HTTP boundary, so
+route code can let them propagate. Nothing here ever puts a stack trace or a request body
+(which may hold a card number) in a response or a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.errors import reason_of
+
+log = logging.getLogger("api")
+
+
+class ApiError(Exception):
+    """An HTTP error with the contract's shape; raise it from routes and dependencies."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    return ApiError(404, "NOT_FOUND", f"{what} {ident} not found")
+
+
+def temporal_unavailable(detail: str = "") -> ApiError:
+    msg = "Temporal is unavailable; try again shortly"
+    return ApiError(503, "TEMPORAL_UNAVAILABLE", f"{msg} ({detail})" if detail else msg)
+
+
+def error_body(code: str, message: str, details: Any | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        err["details"] = details
+    return {"error": err}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status)
+
+
+# gRPC status -> (HTTP status, default error code)
+_GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
+    grpc.StatusCode.NOT_FOUND: (404, "NOT_FOUND"),
+    grpc.StatusCode.ALREADY_EXISTS: (409, "ALREADY_EXISTS"),
+    grpc.StatusCode.INVALID_ARGUMENT: (422, "INVALID_ARGUMENT"),
+    grpc.StatusCode.OUT_OF_RANGE: (422, "INVALID_ARGUMENT"),
+    grpc.StatusCode.FAILED_PRECONDITION: (409, "FAILED_PRECONDITION"),
+    grpc.StatusCode.UNAVAILABLE: (503, "SERVICE_UNAVAILABLE"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (503, "SERVICE_UNAVAILABLE"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (503, "SERVICE_UNAVAILABLE"),
+}
+
+_TEMPORAL_TO_HTTP: dict[RPCStatusCode, tuple[int, str]] = {
+    RPCStatusCode.NOT_FOUND: (404, "NOT_FOUND"),
+    RPCStatusCode.UNAVAILABLE: (503, "TEMPORAL_UNAVAILABLE"),
+    RPCStatusCode.DEADLINE_EXCEEDED: (503, "TEMPORAL_UNAVAILABLE"),
+    RPCStatusCode.RESOURCE_EXHAUSTED: (503, "TEMPORAL_UNAVAILABLE"),
+    RPCStatusCode.CANCELLED: (503, "TEMPORAL_UNAVAILABLE"),
+}
+
+
+def from_grpc(err: grpc.aio.AioRpcError) -> ApiError:
+    status, code = _GRPC_TO_HTTP.get(err.code(), (502, "UPSTREAM_ERROR"))
+    if status == 503:
+        return ApiError(status, code, "a backend service is unavailable; try again shortly")
+    if status == 502:
+        log.warning("gRPC call failed: %s %s", err.code().name, err.details())
+        return ApiError(status, code, "a backend service failed")
+    return ApiError(status, reason_of(err) or code, err.details() or code)
+
+
+def from_temporal(err: RPCError) -> ApiError:
+    status, code = _TEMPORAL_TO_HTTP.get(err.status, (502, "TEMPORAL_ERROR"))
+    if status == 503:
+        return temporal_unavailable(err.status.name)
+    if status == 502:
+        log.warning("Temporal call failed: %s %s", err.status.name, err.message)
+        return ApiError(status, code, "the workflow service failed")
+    return ApiError(status, code, err.message)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Without "input": the offending value may be a card number.
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(
+            422, "VALIDATION_ERROR", "the request is invalid", _validation_details(exc)
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED"}
+        code = codes.get(exc.status_code, "HTTP_ERROR")
+        resp = error_response(exc.status_code, code, str(exc.detail))
+        if exc.headers:
+            resp.headers.update(exc.headers)
+        return resp
+
+    @app.exception_handler(grpc.aio.AioRpcError)
+    async def _grpc(_req: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+        err = from_grpc(exc)
+        return error_response(err.status, err.code, err.message)
+
+    @app.exception_handler(RPCError)
+    async def _temporal(_req: Request, exc: RPCError) -> JSONResponse:
+        err = from_temporal(exc)
+        return error_response(err.status, err.code, err.message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s on %s %s", type(exc).__name__, req.method, req.url.path)
+        return error_response(500, "INTERNAL_ERROR", "an unexpected error occurred")

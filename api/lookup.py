@@ -1,0 +1,110 @@
+"""Where an order's current state comes from: the read model once it is final, the
+workflow's `status` query while it runs, and the read model again when the query fails."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import not_found, temporal_unavailable
+from core.db import run_db
+from core.types import OrderLine, OrderSnapshot, OrderStatus, StatusChange, workflow_id_for
+from orders.store import get_order
+
+log = logging.getLogger("api")
+
+QUERY_TIMEOUT = timedelta(seconds=5)
+_UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
+
+
+async def stored_order(engine: Engine, order_id: str) -> OrderSnapshot | None:
+    return await run_db(engine, lambda s: get_order(s, order_id))
+
+
+async def query_order(client: Client, order_id: str) -> OrderSnapshot | None:
+    """The workflow's own view; None when there is no such workflow."""
+    handle = client.get_workflow_handle(workflow_id_for(order_id))
+    try:
+        snap: OrderSnapshot = await handle.query(
+            "status", result_type=OrderSnapshot, rpc_timeout=QUERY_TIMEOUT
+        )
+        return snap
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def pending_from_memo(client: Client, order_id: str) -> OrderSnapshot | None:
+    """A PENDING snapshot for a workflow that exists but has not run its first task yet
+    (it cannot answer queries then, and the read model has no row)."""
+    handle = client.get_workflow_handle(workflow_id_for(order_id))
+    try:
+        desc = await handle.describe(rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    memo: dict[str, Any] = await desc.memo()
+    started = desc.start_time or datetime.now(UTC)
+    return OrderSnapshot(
+        order_id=order_id,
+        user_id=str(memo.get("user_id", "")),
+        status=OrderStatus.PENDING,
+        items=[OrderLine.model_validate(i) for i in memo.get("items", [])],
+        history=[StatusChange(status=OrderStatus.PENDING, at=started)],
+    )
+
+
+async def find_order(client: Client | None, engine: Engine, order_id: str) -> OrderSnapshot:
+    """The order as it stands now, or ApiError 404 when neither Temporal nor the read model
+    knows it. With Temporal down, a stored order is still answered (possibly stale)."""
+    stored = await stored_order(engine, order_id)
+    if stored is not None and stored.status.is_final:
+        return stored
+    if client is None:
+        if stored is not None:
+            return stored
+        raise temporal_unavailable()
+    try:
+        snap = await query_order(client, order_id)
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError, RPCError) as err:
+        log.info("status query for order %s failed: %s", order_id, err)
+        if stored is not None:
+            return stored
+        if isinstance(err, RPCError) and err.status in _UNAVAILABLE:
+            raise
+        snap = await pending_from_memo(client, order_id)
+    if snap is None:
+        if stored is not None:
+            return stored
+        raise not_found("order", order_id)
+    # Whichever is newer: a late query answer never hides a newer stored state.
+    if stored is not None and stored.version > snap.version:
+        return stored
+    return snap
+
+
+async def order_exists(client: Client | None, engine: Engine, order_id: str) -> bool:
+    if await stored_order(engine, order_id) is not None:
+        return True
+    if client is None:
+        raise temporal_unavailable()
+    try:
+        await client.get_workflow_handle(workflow_id_for(order_id)).describe(
+            rpc_timeout=QUERY_TIMEOUT
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True

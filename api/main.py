@@ -1,0 +1,73 @@
+"""The FastAPI application: `create_app()` for tests and `app` for `python -m api`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.deps import Stubs, TemporalConnector
+from api.errors import install_error_handlers
+from api.routes import checkout, health, orders, products, users
+from core.config import Settings, get_settings
+from core.db import create_tables, make_engine
+from orders.models import TABLES as ORDER_TABLES
+
+log = logging.getLogger("api")
+
+TAGS = [
+    {"name": "health", "description": "Is every part of the stack up?"},
+    {"name": "users", "description": "Customers and their notifications."},
+    {"name": "products", "description": "The catalogue and its stock."},
+    {"name": "checkout", "description": "Place an order (starts a PlaceOrder saga)."},
+    {"name": "orders", "description": "Follow, cancel, ship and deliver orders."},
+]
+
+
+def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
+    """Builds the app. `client` (tests) is used as is; otherwise the lifespan connects, and
+    if Temporal is down then, routes that need it connect on first use or answer 503."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        create_tables(engine, ORDER_TABLES)
+        connector = TemporalConnector(settings, client)
+        channel = grpc.aio.insecure_channel(settings.grpc_target)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.temporal = connector
+        app.state.stubs = Stubs.on(channel)
+        if client is None:
+            await connector.try_connect()
+        log.info(
+            "API ready: Temporal %s (%s), services %s",
+            settings.temporal_target,
+            "connected" if connector.connected else "not yet reachable",
+            settings.grpc_target,
+        )
+        try:
+            yield
+        finally:
+            await channel.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Order sagas on Temporal",
+        summary="Checkout, payment and fulfilment as Temporal sagas over five gRPC services.",
+        version="0.1.0",
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, users, products, checkout, orders):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,133 @@
+"""POST /checkout: starts a PlaceOrder workflow and answers 202 at once.
+
+Business failures (unknown user or product, no stock, declined card) are the saga's to
+find: the order then ends FAILED. With an `Idempotency-Key` the order id is derived from
+the key, so the workflow id is the deduplication: a retry starts nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Header, status
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.deps import ConnectorDep, EngineDep, SettingsDep
+from api.errors import ApiError
+from api.lookup import find_order
+from api.models import CheckoutCreate, CheckoutPublic, error_responses
+from core.types import OrderItem, OrderStatus, PlaceOrderInput, workflow_id_for
+from workflows.place_order import CUSTOMER_ID, ORDER_STATUS, PlaceOrder
+
+log = logging.getLogger("api")
+router = APIRouter(tags=["checkout"])
+
+# Fixed namespace: the same key always maps to the same order id, in every API process.
+IDEMPOTENCY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:order-saga:idempotency-key")
+START_TIMEOUT = timedelta(seconds=10)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x20-\x7e]+$",
+        description="Retries with the same key return the same order and start nothing new.",
+    ),
+]
+
+
+def order_id_for(key: str | None) -> str:
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, key).hex if key else uuid.uuid4().hex
+
+
+def request_hash(body: CheckoutCreate) -> str:
+    """sha256 of the canonical request. The card enters only as its last four digits: the
+    hash sits in the workflow's memo, and 16 digits are few enough to brute-force."""
+    canonical = {
+        "user_id": body.user_id,
+        "items": [i.model_dump() for i in body.items],
+        "card_last4": body.payment.card_number[-4:],
+    }
+    raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@router.post(
+    "/checkout",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CheckoutPublic,
+    responses=error_responses(409, 422, 503),
+)
+async def checkout(
+    body: CheckoutCreate,
+    connector: ConnectorDep,
+    settings: SettingsDep,
+    engine: EngineDep,
+    idempotency_key: IdempotencyKey = None,
+) -> CheckoutPublic:
+    """Places an order: 202 with its id; follow it with GET /orders/{order_id}."""
+    client = await connector.get()
+    order_id = order_id_for(idempotency_key)
+    wf_id = workflow_id_for(order_id)
+    digest = request_hash(body)
+    n = sum(i.quantity for i in body.items)
+    items = [i.model_dump() for i in body.items]
+    try:
+        await client.start_workflow(
+            PlaceOrder.run,
+            PlaceOrderInput(
+                order_id=order_id,
+                user_id=body.user_id,
+                items=[OrderItem(**i) for i in items],
+                card_number=body.payment.card_number,
+            ),
+            id=wf_id,
+            task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            memo={"request_hash": digest, "user_id": body.user_id, "items": items},
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
+                    SearchAttributePair(CUSTOMER_ID, body.user_id),
+                ]
+            ),
+            static_summary=f"Order {order_id}: {n} item(s) for user {body.user_id}",
+            static_details="\n".join(
+                f"- {i['quantity']} x product {i['product_id']}" for i in items
+            ),
+            rpc_timeout=START_TIMEOUT,
+        )
+    except WorkflowAlreadyStartedError:
+        return await _replay(client, engine, order_id, digest)
+    log.info("order %s started for user %s (%d item(s))", order_id, body.user_id, n)
+    return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=OrderStatus.PENDING)
+
+
+async def _replay(client: Client, engine: Engine, order_id: str, digest: str) -> CheckoutPublic:
+    """The key was used before: the same request gets the same order, another one 409."""
+    wf_id = workflow_id_for(order_id)
+    desc = await client.get_workflow_handle(wf_id).describe(rpc_timeout=START_TIMEOUT)
+    if await desc.memo_value("request_hash", None, type_hint=str) != digest:
+        raise ApiError(
+            409,
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was already used for a different request",
+        )
+    snap = await find_order(client, engine, order_id)
+    return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=snap.status)

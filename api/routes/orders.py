@@ -1,0 +1,218 @@
+"""/orders: read orders, follow them (SSE), and cancel, ship or deliver them through the
+PlaceOrder workflow's updates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import Engine
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import GRPC_TIMEOUT, ConnectorDep, EngineDep, PathId, StubsDep
+from api.errors import ApiError, not_found, temporal_unavailable
+from api.lookup import find_order, order_exists, stored_order
+from api.models import (
+    CancelCreate,
+    LedgerEntryPublic,
+    OrderPublic,
+    error_responses,
+)
+from core.db import run_db
+from core.types import CancelRequest, OrderSnapshot, OrderStatus, workflow_id_for
+from orders.store import list_orders as store_list_orders
+from proto.shop.v1 import payment_pb2
+
+log = logging.getLogger("api")
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+# Updates answer once the workflow has acted (cancel waits for the refund): bounded, so a
+# stopped worker gives 503 instead of a request that never ends.
+UPDATE_TIMEOUT = 30.0
+POLL_INTERVAL = 0.5
+
+
+@router.get("", response_model=list[OrderPublic], responses=error_responses(422, 503))
+async def list_orders(
+    engine: EngineDep,
+    user_id: str | None = Query(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$"),
+    status: OrderStatus | None = None,
+    limit: int = Query(default=50, ge=1, le=200),
+) -> list[OrderPublic]:
+    """Orders from the read model, newest first."""
+    snaps = await run_db(
+        engine,
+        lambda s: store_list_orders(
+            s, user_id=user_id, status=status.value if status else None, limit=limit
+        ),
+    )
+    return [OrderPublic.from_snapshot(s) for s in snaps]
+
+
+@router.get("/{order_id}", response_model=OrderPublic, responses=error_responses(404, 422, 503))
+async def get_order(order_id: PathId, connector: ConnectorDep, engine: EngineDep) -> OrderPublic:
+    """The order as it stands: from the workflow while it runs, the read model once final."""
+    client = await connector.get_or_none()
+    return OrderPublic.from_snapshot(await find_order(client, engine, order_id))
+
+
+@router.get(
+    "/{order_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "`status` events"},
+        **error_responses(404, 422, 503),
+    },
+)
+async def order_events(
+    order_id: PathId, request: Request, connector: ConnectorDep, engine: EngineDep
+) -> EventSourceResponse:
+    """Server-sent events: a `status` event with the order now and on every change; the
+    stream ends after a final status (DELIVERED, FAILED, CANCELLED)."""
+    client = await connector.get_or_none()
+    first = await find_order(client, engine, order_id)  # 404 before the stream starts
+    # Set by sse-starlette when the server shuts down: the stream then ends cleanly.
+    shutdown = anyio.Event()
+    return EventSourceResponse(
+        _events(first, request, client, engine, shutdown),
+        ping=15,
+        shutdown_event=shutdown,
+        shutdown_grace_period=2,
+    )
+
+
+async def _events(
+    first: OrderSnapshot,
+    request: Request,
+    client: Client | None,
+    engine: Engine,
+    shutdown: anyio.Event,
+) -> AsyncIterator[ServerSentEvent]:
+    snap = first
+    # One event per entry of the order's status history, so a change is never merged into
+    # the next one however fast they come; an order with no history yet shows as it is.
+    sent = 0
+    while True:
+        views = [
+            snap.model_copy(update={"status": h.status, "history": snap.history[: i + 1]})
+            for i, h in enumerate(snap.history)
+        ] or [snap]
+        for i in range(sent, len(views)):
+            yield ServerSentEvent(
+                data=OrderPublic.from_snapshot(views[i]).model_dump_json(),
+                event="status",
+                id=str(i + 1),
+            )
+        sent = max(sent, len(views) if snap.history else 0)
+        if snap.status.is_final or await request.is_disconnected():
+            return
+        with anyio.move_on_after(POLL_INTERVAL):
+            await shutdown.wait()
+        if shutdown.is_set():
+            return
+        try:
+            snap = await find_order(client, engine, snap.order_id)
+        except (ApiError, RPCError):
+            continue  # a blip of Temporal: keep the stream, try again next tick
+
+
+@router.get(
+    "/{order_id}/payments",
+    response_model=list[LedgerEntryPublic],
+    responses=error_responses(404, 422, 503),
+)
+async def order_payments(
+    order_id: PathId, connector: ConnectorDep, engine: EngineDep, stubs: StubsDep
+) -> list[LedgerEntryPublic]:
+    """The payment ledger of the order: CAPTURE, REFUND and DECLINE entries."""
+    client = await connector.get_or_none()
+    if not await order_exists(client, engine, order_id):
+        raise not_found("order", order_id)
+    resp = await stubs.payments.ListLedger(
+        payment_pb2.ListLedgerRequest(order_id=order_id), timeout=GRPC_TIMEOUT
+    )
+    return [
+        LedgerEntryPublic(
+            type=payment_pb2.LedgerEntryType.Name(e.type).removeprefix("LEDGER_ENTRY_TYPE_"),
+            amount_cents=e.amount_cents,
+            idempotency_key=e.idempotency_key,
+            created_at=e.created_at,
+        )
+        for e in resp.entries
+    ]
+
+
+async def _update(
+    client: Client, engine: Engine, order_id: str, update: str, arg: Any = None
+) -> OrderPublic:
+    action = update.removeprefix("request_")
+    handle = client.get_workflow_handle(workflow_id_for(order_id))
+    args = [] if arg is None else [arg]
+    try:
+        snap: OrderSnapshot = await asyncio.wait_for(
+            handle.execute_update(update, args=args, result_type=OrderSnapshot),
+            UPDATE_TIMEOUT,
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "INVALID_STATE":
+            raise ApiError(409, "INVALID_STATE", cause.message) from None
+        log.warning("update %s of order %s failed: %s", update, order_id, cause)
+        raise ApiError(502, "UPDATE_FAILED", f"the order could not {action}") from None
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise temporal_unavailable("the order did not answer in time") from None
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # No running workflow: either no such order, or its workflow has already ended.
+        stored = await stored_order(engine, order_id)
+        if stored is None:
+            raise not_found("order", order_id) from None
+        raise ApiError(409, "INVALID_STATE", f"order is {stored.status}") from None
+    return OrderPublic.from_snapshot(snap)
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderPublic,
+    responses=error_responses(404, 409, 422, 503),
+)
+async def cancel_order(
+    order_id: PathId, connector: ConnectorDep, engine: EngineDep, body: CancelCreate | None = None
+) -> OrderPublic:
+    """Cancels the order (refunding a paid one) and answers with the outcome; 409 once it
+    has shipped or is final."""
+    reason = body.reason if body else CancelCreate().reason
+    client = await connector.get()
+    return await _update(client, engine, order_id, "request_cancel", CancelRequest(reason=reason))
+
+
+@router.post(
+    "/{order_id}/ship", response_model=OrderPublic, responses=error_responses(404, 409, 422, 503)
+)
+async def ship_order(order_id: PathId, connector: ConnectorDep, engine: EngineDep) -> OrderPublic:
+    """Marks a PAID order SHIPPED; 409 in any other state."""
+    return await _update(await connector.get(), engine, order_id, "request_ship")
+
+
+@router.post(
+    "/{order_id}/deliver",
+    response_model=OrderPublic,
+    responses=error_responses(404, 409, 422, 503),
+)
+async def deliver_order(
+    order_id: PathId, connector: ConnectorDep, engine: EngineDep
+) -> OrderPublic:
+    """Marks a SHIPPED order DELIVERED; 409 in any other state."""
+    return await _update(await connector.get(), engine, order_id, "request_deliver")

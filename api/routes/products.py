@@ -1,0 +1,88 @@
+"""/products: the catalogue (ProductService) with stock levels (InventoryService)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import GRPC_TIMEOUT, PathId, StubsDep
+from api.models import ProductCreate, ProductPublic, error_responses
+from proto.shop.v1 import inventory_pb2, product_pb2
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+
+def _public(p: product_pb2.Product, stock: int) -> ProductPublic:
+    return ProductPublic(
+        id=p.id,
+        sku=p.sku,
+        name=p.name,
+        description=p.description,
+        price_cents=p.price_cents,
+        stock=stock,
+        category=p.category,
+        active=p.active,
+    )
+
+
+async def _stock(stubs: StubsDep, product_ids: Iterable[str]) -> dict[str, int]:
+    ids = list(product_ids)
+    if not ids:
+        return {}
+    resp = await stubs.inventory.ListStock(
+        inventory_pb2.ListStockRequest(product_ids=ids), timeout=GRPC_TIMEOUT
+    )
+    return {lvl.product_id: lvl.available for lvl in resp.levels}
+
+
+@router.get("", response_model=list[ProductPublic], responses=error_responses(422, 503))
+async def list_products(
+    stubs: StubsDep, category: str | None = Query(default=None, max_length=100)
+) -> list[ProductPublic]:
+    """The catalogue, optionally one category; `stock` is what can be sold now."""
+    resp = await stubs.products.ListProducts(
+        product_pb2.ListProductsRequest(category=category or ""), timeout=GRPC_TIMEOUT
+    )
+    stock = await _stock(stubs, (p.id for p in resp.products))
+    return [_public(p, stock.get(p.id, 0)) for p in resp.products]
+
+
+@router.get("/{product_id}", response_model=ProductPublic, responses=error_responses(404, 422, 503))
+async def get_product(product_id: PathId, stubs: StubsDep) -> ProductPublic:
+    p = await stubs.products.GetProduct(
+        product_pb2.GetProductRequest(id=product_id), timeout=GRPC_TIMEOUT
+    )
+    stock = await _stock(stubs, [p.id])
+    return _public(p, stock.get(p.id, 0))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProductPublic,
+    responses=error_responses(409, 422, 503),
+)
+async def create_product(body: ProductCreate, stubs: StubsDep) -> ProductPublic:
+    """Creates a product and its initial stock; 409 when the SKU is taken."""
+    p = await stubs.products.CreateProduct(
+        product_pb2.CreateProductRequest(
+            sku=body.sku,
+            name=body.name,
+            description=body.description,
+            price_cents=body.price_cents,
+            category=body.category,
+        ),
+        timeout=GRPC_TIMEOUT,
+    )
+    stock = 0
+    if body.stock > 0:
+        # Keyed on the product, so a retried initial stocking adds the units only once.
+        level = await stubs.inventory.AdjustStock(
+            inventory_pb2.AdjustStockRequest(
+                product_id=p.id, delta=body.stock, idempotency_key=f"initial-stock:{p.id}"
+            ),
+            timeout=GRPC_TIMEOUT,
+        )
+        stock = level.available
+    return _public(p, stock)

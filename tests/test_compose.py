@@ -1,0 +1,149 @@
+"""docker-compose.yaml and the Dockerfile, checked without a Docker engine (parsed with PyYAML)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from core.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+SETTINGS_VARS = {name.upper() for name in Settings.model_fields}
+# The processes of this project, and what each command must point at.
+ENTRY_POINTS = {
+    ("python", "-m", "services"): ROOT / "services" / "__main__.py",
+    ("python", "worker.py"): ROOT / "worker.py",
+    ("python", "-m", "api"): ROOT / "api" / "__main__.py",
+    ("python", "-m", "core.seed"): ROOT / "core" / "seed.py",
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
+    return data
+
+
+def ours(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services built from this repository (as opposed to official images)."""
+    return {name: svc for name, svc in compose["services"].items() if "build" in svc}
+
+
+def as_argv(command: Any) -> tuple[str, ...]:
+    return tuple(shlex.split(command) if isinstance(command, str) else command)
+
+
+def environment(svc: dict[str, Any]) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):  # the `- KEY=value` form
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def test_every_service_has_an_image_or_a_build(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        assert "image" in svc or "build" in svc, name
+
+
+def test_the_expected_services_are_there(compose: dict[str, Any]) -> None:
+    expected = {"postgresql", "temporal", "temporal-setup", "temporal-ui", "shop-db"}
+    expected |= {"services", "worker", "api"}
+    assert expected <= set(compose["services"])
+    assert {"services", "worker", "api"} <= set(ours(compose))
+
+
+def test_our_services_read_only_settings_fields(compose: dict[str, Any]) -> None:
+    for name, svc in ours(compose).items():
+        unknown = set(environment(svc)) - SETTINGS_VARS
+        assert not unknown, f"{name}: {sorted(unknown)} are not fields of core.config.Settings"
+
+
+def test_our_services_run_real_entry_points(compose: dict[str, Any]) -> None:
+    for name, svc in ours(compose).items():
+        argv = as_argv(svc["command"])
+        assert argv in ENTRY_POINTS, f"{name}: unexpected command {argv}"
+        assert ENTRY_POINTS[argv].exists(), f"{name}: {ENTRY_POINTS[argv]} is missing"
+
+
+def test_the_wiring_between_our_services(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert environment(services["services"])["GRPC_PORT"] == "50051"
+    for name in ("worker", "api"):
+        env = environment(services[name])
+        assert env["TEMPORAL_ADDRESS"] == "temporal:7233", name
+        assert env["GRPC_TARGET"] == "services:50051", name
+        assert env["DATABASE_URL"].startswith("postgresql+psycopg://"), name
+        assert "@shop-db:" in env["DATABASE_URL"], name
+    api = environment(services["api"])
+    assert api["API_HOST"] == "0.0.0.0"  # the default, 127.0.0.1, is unreachable from outside
+    assert f"{api['API_PORT']}:{api['API_PORT']}" in services["api"]["ports"]
+
+
+def test_the_shop_has_its_own_database(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    temporal = environment(services["temporal"])
+    assert temporal["DB"] == "postgres12"
+    assert temporal["POSTGRES_SEEDS"] == "postgresql"
+    assert services["shop-db"]["image"].startswith("postgres:")
+    assert services["postgresql"]["image"].startswith("postgres:")
+
+
+def test_the_search_attributes_are_registered(compose: dict[str, Any]) -> None:
+    script = " ".join(as_argv(compose["services"]["temporal-setup"]["command"]))
+    assert "search-attribute create" in script and "--type Keyword" in script
+    for name in ("OrderStatus", "CustomerId"):
+        assert name in script
+
+
+def test_published_host_ports_do_not_clash(compose: dict[str, Any]) -> None:
+    seen: dict[str, str] = {}
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            parts = str(port).split(":")
+            assert len(parts) >= 2, f"{name}: {port} publishes a random host port"
+            host = ":".join(parts[:-1])
+            assert host not in seen, f"{name} and {seen[host]} both publish {host}"
+            seen[host] = name
+
+
+def test_depends_on_targets_exist(compose: dict[str, Any]) -> None:
+    names = set(compose["services"])
+    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, svc in compose["services"].items():
+        deps = svc.get("depends_on") or []
+        for dep in deps:
+            assert dep in names, f"{name} depends on unknown service {dep}"
+            if isinstance(deps, dict):
+                condition = deps[dep].get("condition", "service_started")
+                assert condition in conditions, f"{name} -> {dep}: {condition}"
+                if condition == "service_healthy":
+                    assert "healthcheck" in compose["services"][dep], f"{dep} has no healthcheck"
+
+
+def test_dockerfile_installs_the_project_and_runs_a_real_module() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM python:3\.12-slim", text, re.M)
+    assert re.search(r"pip install[^\n]* \.", text)
+    cmd = re.findall(r"^CMD (\[.*\])$", text, re.M)
+    assert len(cmd) == 1
+    argv = tuple(yaml.safe_load(cmd[0]))  # JSON exec form
+    assert argv in ENTRY_POINTS and ENTRY_POINTS[argv].exists()
+    env_vars = set(re.findall(r"^\s+([A-Z_]+)=", text, re.M)) | set(
+        re.findall(r"^ENV ([A-Z_]+)=", text, re.M)
+    )
+    ours = {v for v in env_vars if not v.startswith(("PYTHON", "PIP_"))}
+    assert ours <= SETTINGS_VARS, ours - SETTINGS_VARS
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for path in (".venv", ".data", ".git"):
+        assert path in ignored

@@ -1,0 +1,151 @@
+"""`make run`'s pieces: the dev server command line, the supervisor, and idempotent seeding."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+import core.run
+from core.config import Settings
+from core.db import make_engine
+from core.run import Supervisor, banner, child_env, dev_server_command
+from core.seed import DEMO_PRODUCTS, DEMO_USER_EMAIL, DEMO_USER_ID, SeedResult, seed
+from proto.shop.v1 import (
+    inventory_pb2,
+    inventory_pb2_grpc,
+    product_pb2,
+    product_pb2_grpc,
+    user_pb2,
+    user_pb2_grpc,
+)
+
+
+def test_dev_server_command_persists_and_registers_search_attributes(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, temporal_ui_port=18233)
+    cmd = dev_server_command(settings)
+    assert cmd[0] == str(Path(sys.executable).parent / "temporal")
+    assert cmd[1:3] == ["server", "start-dev"]
+    pairs = list(zip(cmd, cmd[1:], strict=False))
+    assert ("--db-filename", str(tmp_path / "temporal.db")) in pairs
+    assert ("--search-attribute", "OrderStatus=Keyword") in pairs
+    assert ("--search-attribute", "CustomerId=Keyword") in pairs
+    assert ("--ui-port", "18233") in pairs
+    assert ("--port", "7233") in pairs
+    assert ("--namespace", "default") in pairs
+
+
+def test_children_get_one_consistent_environment(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, grpc_port=15051, api_port=18000)
+    env = child_env(settings, "127.0.0.1:7233")
+    assert env["DATA_DIR"] == str(tmp_path)
+    assert env["DATABASE_URL"] == f"sqlite:///{tmp_path}/shop.db"
+    assert env["GRPC_PORT"] == "15051"
+    assert env["GRPC_TARGET"] == "localhost:15051"
+    assert env["API_PORT"] == "18000"
+    assert env["TEMPORAL_ADDRESS"] == "127.0.0.1:7233"
+    # What the children will read back is what this process decided.
+    again = Settings(**{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
+    assert (again.database_url, again.grpc_target) == (settings.database_url, settings.grpc_target)
+
+
+def test_banner_has_a_ready_to_paste_checkout() -> None:
+    text = banner(
+        Settings(api_port=18000), "127.0.0.1:7233", SeedResult(product_ids=["prod-espresso"])
+    )
+    assert "curl -s -X POST localhost:18000/checkout" in text
+    assert "-H 'Idempotency-Key: demo-1'" in text
+    assert '"product_id":"prod-espresso"' in text and '"user_id":"demo-user"' in text
+    assert "http://localhost:18000/docs" in text
+
+
+async def test_supervisor_names_a_dead_child_and_stops_the_rest() -> None:
+    sup = Supervisor(env={})
+    await sup.spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+    await sup.spawn("crasher", [sys.executable, "-c", "import sys; sys.exit(3)"])
+    await asyncio.wait_for(sup.stop.wait(), 10)
+    assert sup.failure == "crasher exited unexpectedly (exit code 3)"
+    await asyncio.wait_for(sup.shutdown(), 20)
+    assert all(proc.returncode is not None for _, proc in sup.children)
+
+
+async def test_supervisor_stops_children_in_reverse_order_with_sigterm() -> None:
+    sup = Supervisor(env={})
+    for name in ("first", "second"):
+        await sup.spawn(name, [sys.executable, "-c", "import time; time.sleep(60)"])
+    await asyncio.wait_for(sup.shutdown(), 20)
+    assert sup.failure is None
+    assert [proc.returncode for _, proc in sup.children] == [-signal.SIGTERM] * 2
+
+
+async def test_supervisor_kills_a_child_that_ignores_sigterm(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(core.run, "STOP_TIMEOUT", 0.5)
+    ready = tmp_path / "ready"
+    code = (
+        "import pathlib, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "pathlib.Path(sys.argv[1]).touch()\n"
+        "time.sleep(60)\n"
+    )
+    sup = Supervisor(env={})
+    await sup.spawn("stubborn", [sys.executable, "-c", code, str(ready)])
+    for _ in range(200):  # until it ignores SIGTERM
+        if ready.exists():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.wait_for(sup.shutdown(), 20)
+    assert sup.children[0][1].returncode == -signal.SIGKILL
+
+
+@pytest.fixture
+async def services_channel(tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
+    """The five real services on port 0, on a fresh SQLite database."""
+    from services.server import create_server
+
+    engine = make_engine(f"sqlite:///{tmp_path}/shop.db")
+    server, port = create_server("127.0.0.1:0", engine, fault_rate=0)
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield channel
+    await server.stop(None)
+    engine.dispose()
+
+
+async def snapshot(channel: grpc.aio.Channel) -> dict[str, object]:
+    users = user_pb2_grpc.UserServiceStub(channel)
+    products = product_pb2_grpc.ProductServiceStub(channel)
+    inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
+    user = await users.GetUser(user_pb2.GetUserRequest(id=DEMO_USER_ID))
+    listed = await products.ListProducts(product_pb2.ListProductsRequest())
+    stock = {}
+    for p in DEMO_PRODUCTS:
+        level = await inventory.GetStock(inventory_pb2.GetStockRequest(product_id=p.id))
+        stock[p.id] = level.available
+    return {
+        "user": (user.id, user.email),
+        "products": sorted((p.id, p.sku, p.price_cents) for p in listed.products),
+        "stock": stock,
+    }
+
+
+async def test_seeding_twice_leaves_the_same_users_products_and_stock(
+    services_channel: grpc.aio.Channel,
+) -> None:
+    first = await seed(services_channel)
+    after_first = await snapshot(services_channel)
+    second = await seed(services_channel)
+    after_second = await snapshot(services_channel)
+
+    assert first.warnings == second.warnings == []
+    assert first.product_ids == second.product_ids == [p.id for p in DEMO_PRODUCTS]
+    assert after_first == after_second
+    assert after_first["user"] == (DEMO_USER_ID, DEMO_USER_EMAIL)
+    assert after_first["products"] == sorted((p.id, p.sku, p.price_cents) for p in DEMO_PRODUCTS)
+    assert after_first["stock"] == {p.id: p.stock for p in DEMO_PRODUCTS}
