@@ -1,0 +1,218 @@
+"""Replay tests: recorded histories of real runs (tests/histories, written by
+`make record-histories`) must replay against the current workflow code, and the replay
+must catch a history or a workflow that changed underneath."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+import worker
+from core.db import create_tables, make_engine
+from core.types import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
+from orders.models import TABLES as ORDER_TABLES
+from services.server import create_server
+from tests.changed_workflows import PatchedPlaceOrder, UnpatchedPlaceOrder
+from workflows.cancel_order import CancelOrder
+from workflows.replay import build_replayer, load_history_file, replay, workflow_type_of
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parent.parent
+HISTORIES = ROOT / "tests" / "histories"
+# Subfolders hold older recordings kept after a patched change (see the README).
+FILES = sorted(HISTORIES.rglob("*.json"))
+SCENARIOS = [
+    "order-paid-delivered",
+    "order-payment-declined",
+    "order-out-of-stock",
+    "order-cancel-before-payment",
+    "order-cancel-after-payment",
+    "cancel-cancel-after-payment",
+    "order-fulfilment-deadline",
+]
+
+
+async def _iter(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
+    for history in histories:
+        yield history
+
+
+def place_order_histories() -> list[WorkflowHistory]:
+    histories = [load_history_file(p) for p in FILES]
+    return [h for h in histories if workflow_type_of(h) == "PlaceOrder"]
+
+
+def run_replay_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workflows.replay", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def result_lines(out: str) -> list[str]:
+    """The per-history lines, without the summary."""
+    return [line for line in out.splitlines() if "\t" in line]
+
+
+# --- the recorded histories --------------------------------------------------------------
+
+
+def test_histories_cover_every_scenario_and_both_workflow_types() -> None:
+    stems = [p.stem for p in FILES]
+    missing = [s for s in SCENARIOS if not any(stem.startswith(s) for stem in stems)]
+    assert not missing, f"no history for {missing}: run `make record-histories`"
+    types = {workflow_type_of(load_history_file(p)) for p in FILES}
+    assert {"PlaceOrder", "CancelOrder"} <= types
+
+
+async def test_every_recorded_history_replays() -> None:
+    outcomes = await replay(_iter([load_history_file(p) for p in FILES]), build_replayer())
+    assert len(outcomes) == len(FILES)
+    failed = [o.line() for o in outcomes if not o.ok]
+    assert not failed, "\n".join(failed)
+
+
+def test_replay_cli_on_the_histories_folder() -> None:
+    folders = sorted({str(p.parent.relative_to(ROOT)) for p in FILES})
+    proc = run_replay_cli(*folders)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = result_lines(proc.stdout)
+    assert len(lines) == len(FILES)
+    assert all(line.endswith("\tOK") for line in lines), proc.stdout
+    assert {line.split("\t")[0] for line in lines} == {p.stem for p in FILES}
+
+
+# --- teeth: a changed history ------------------------------------------------------------
+
+
+def tampered(data: dict[str, Any]) -> dict[str, Any]:
+    """The history with its first scheduled activity renamed: not what the code does."""
+    for event in data["events"]:
+        attrs = event.get("activityTaskScheduledEventAttributes")
+        if attrs is not None:
+            assert attrs["activityType"]["name"] != "refund"
+            attrs["activityType"]["name"] = "refund"
+            return data
+    raise AssertionError("no ActivityTaskScheduled event")
+
+
+async def test_a_tampered_history_fails_replay(tmp_path: Path) -> None:
+    source = HISTORIES / "order-paid-delivered.json"
+    bad = tmp_path / "order-tampered.json"
+    bad.write_text(json.dumps(tampered(json.loads(source.read_text())), indent=2))
+
+    [outcome] = await replay(_iter([load_history_file(bad)]), build_replayer())
+    assert not outcome.ok
+    assert "nondetermin" in (outcome.error or "").lower(), outcome.error
+
+    # Together with a good one: the good one is OK, the bad one fails, the exit code says so.
+    (tmp_path / source.name).write_text(source.read_text())
+    proc = run_replay_cli(str(tmp_path))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    verdicts = {line.split("\t")[0]: line.split("\t")[-1] for line in result_lines(proc.stdout)}
+    assert verdicts["order-paid-delivered"] == "OK"
+    assert verdicts["order-tampered"].startswith("FAIL"), proc.stdout
+
+
+# --- teeth: a changed workflow -----------------------------------------------------------
+
+
+async def test_a_new_activity_without_patched_is_nondeterministic() -> None:
+    replayer = Replayer(
+        workflows=[UnpatchedPlaceOrder, CancelOrder], data_converter=pydantic_data_converter
+    )
+    histories = place_order_histories()
+    assert histories
+    for history in histories:
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert isinstance(result.replay_failure, NondeterminismError), history.workflow_id
+        assert "send_notification" in str(result.replay_failure)
+
+
+async def test_the_same_change_behind_patched_replays() -> None:
+    replayer = Replayer(
+        workflows=[PatchedPlaceOrder, CancelOrder], data_converter=pydantic_data_converter
+    )
+    for history in place_order_histories():
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{history.workflow_id}: {result.replay_failure}"
+
+
+# --- histories fetched from a server -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def finished_order(
+    dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A PlaceOrder run to its end on the dev server: an unknown customer, so it fails fast."""
+    tmp = tmp_path_factory.mktemp("replay")
+    engine = make_engine(f"sqlite:///{tmp}/shop.db")
+    create_tables(engine, ORDER_TABLES)
+    server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
+    await server.start()
+    order_id = f"replay-{uuid.uuid4().hex[:8]}"
+    task_queue = f"replay-{uuid.uuid4().hex[:8]}"
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            w = worker.build_worker(
+                dev_env.client, task_queue, worker.build_activities(channel, engine)
+            )
+            async with w:
+                snap = await dev_env.client.execute_workflow(
+                    "PlaceOrder",
+                    PlaceOrderInput(
+                        order_id=order_id,
+                        user_id="nobody",
+                        items=[OrderItem(product_id="nothing", quantity=1)],
+                        card_number="4242424242424242",
+                    ),
+                    id=workflow_id_for(order_id),
+                    task_queue=task_queue,
+                    result_type=OrderSnapshot,
+                )
+    finally:
+        await server.stop(grace=1)
+        engine.dispose()
+    assert snap.status == OrderStatus.FAILED and snap.failure_reason == "USER_NOT_FOUND"
+    # Visibility (what --query lists) catches up with the workflow's end asynchronously.
+    query = f'WorkflowId="{workflow_id_for(order_id)}" AND ExecutionStatus="Completed"'
+    for _ in range(100):
+        if [wf async for wf in dev_env.client.list_workflows(query)]:
+            break
+        await asyncio.sleep(0.1)
+    return workflow_id_for(order_id)
+
+
+def address_of(env: WorkflowEnvironment) -> str:
+    return env.client.service_client.config.target_host
+
+
+@pytest.mark.parametrize("mode", ["--workflow-id", "--query"])
+def test_replay_cli_fetches_from_the_server(
+    dev_env: WorkflowEnvironment, finished_order: str, mode: str
+) -> None:
+    arg = finished_order if mode == "--workflow-id" else f'WorkflowId="{finished_order}"'
+    proc = run_replay_cli("--address", address_of(dev_env), mode, arg)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [line] = result_lines(proc.stdout)
+    wid, wtype, _events, verdict = line.split("\t")
+    assert (wid, wtype, verdict) == (finished_order, "PlaceOrder", "OK")
