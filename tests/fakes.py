@@ -46,12 +46,15 @@ class FakeShop:
         self.charge_gate = asyncio.Event()
         self.charge_attempts = 0
         self.voided: set[str] = set()
+        self.user_delay = 0.0  # seconds get_user takes (real time)
 
     # --- activities ----------------------------------------------------------------------
 
     @activity.defn(name="get_user")
     async def get_user(self, inp: GetUserInput) -> UserInfo:
         self.calls.append("get_user")
+        if self.user_delay:
+            await asyncio.sleep(self.user_delay)
         if inp.user_id not in self.users:
             raise ApplicationError("no such user", type="USER_NOT_FOUND", non_retryable=True)
         return UserInfo(id=inp.user_id, email="a@example.com", name="A")

@@ -175,6 +175,20 @@ async def test_business_failures_end_failed_with_reason(
     assert "charge" not in shop.calls or reason == "PAYMENT_DECLINED"
 
 
+async def test_unknown_user_wins_over_unknown_product_even_when_slower(
+    time_env: WorkflowEnvironment, task_queue: str, worker: Worker, shop: FakeShop
+) -> None:
+    # Both lookups fail; the product's answer comes first, yet the reason names the user.
+    shop.users.clear()
+    shop.products.clear()
+    shop.user_delay = 0.3
+    result = await (await start(time_env, task_queue)).result()
+    assert result.status == OrderStatus.FAILED
+    assert result.failure_reason == "USER_NOT_FOUND"
+    assert shop.notifications == [(result.order_id, "ORDER_FAILED")]
+    assert "reserve_stock" not in shop.calls
+
+
 async def test_declined_payment_compensates_in_reverse(
     time_env: WorkflowEnvironment, task_queue: str, worker: Worker, shop: FakeShop
 ) -> None:

@@ -54,6 +54,8 @@ DEFAULT_FULFILMENT_DEADLINE = timedelta(days=7)
 PRE_PAYMENT = (OrderStatus.PENDING, OrderStatus.RESERVED)
 CANCELLABLE = (OrderStatus.PENDING, OrderStatus.RESERVED, OrderStatus.PAID)
 BUSINESS_REASONS = {r.value for r in FailureReason}
+# Patch ids (workflow.patched): histories recorded before a patch replay the old way.
+LOOKUPS_IN_ORDER = "lookups-fail-in-order"  # user first, then products, not first-come
 
 # Forward steps give up after a while (the order then fails and compensates); transient
 # errors are retried with backoff until then.
@@ -253,7 +255,16 @@ class PlaceOrder:
                     for p in product_ids
                 ),
             ]
-            _user, *found = await asyncio.gather(*lookups)
+            if workflow.patched(LOOKUPS_IN_ORDER):
+                # Wait for every lookup, then fail on the first in order: an unknown user
+                # is USER_NOT_FOUND even when its product is unknown too and answers sooner.
+                outcomes = await asyncio.gather(*lookups, return_exceptions=True)
+                for outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                _user, *found = outcomes
+            else:
+                _user, *found = await asyncio.gather(*lookups)
             prices = {p.id: p.price_cents for p in found if isinstance(p, ProductInfo)}
             for line in self._snap.items:
                 line.unit_price_cents = prices[line.product_id]
