@@ -17,6 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.errors import temporal_unavailable
 from api.models import ID_MAX_LENGTH, ID_PATTERN
+from api.watch import OrderWatch
 from core.config import Settings
 from proto.shop.v1 import (
     inventory_pb2_grpc,
@@ -124,6 +125,11 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
+def get_watch(request: Request) -> OrderWatch:
+    watch: OrderWatch = request.app.state.watch
+    return watch
+
+
 def get_connector(request: Request) -> TemporalConnector:
     connector: TemporalConnector = request.app.state.temporal
     return connector
@@ -132,6 +138,7 @@ def get_connector(request: Request) -> TemporalConnector:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StubsDep = Annotated[Stubs, Depends(get_stubs)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+WatchDep = Annotated[OrderWatch, Depends(get_watch)]
 # Routes take the connector and ask it for the client inside the handler, after FastAPI has
 # validated the request: a malformed request is a 422 even while Temporal is down.
 ConnectorDep = Annotated[TemporalConnector, Depends(get_connector)]

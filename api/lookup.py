@@ -27,7 +27,7 @@ _UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
 
 
 async def stored_order(engine: Engine, order_id: str) -> OrderSnapshot | None:
-    return await run_db(engine, lambda s: get_order(s, order_id))
+    return await run_db(engine, lambda s: get_order(s, order_id), read_only=True)
 
 
 async def query_order(client: Client, order_id: str) -> OrderSnapshot | None:
@@ -108,3 +108,19 @@ async def order_exists(client: Client | None, engine: Engine, order_id: str) -> 
             return False
         raise
     return True
+
+
+async def order_to_follow(client: Client | None, engine: Engine, order_id: str) -> OrderSnapshot:
+    """Where an order stream (SSE) starts: the read model, which the workflow writes on every
+    status change, or, before its first save, PENDING from the workflow's start (a describe,
+    answered by the server alone). Cheaper than `find_order`'s query, which costs the worker
+    a workflow task; the stream then follows the read model. ApiError 404 if unknown."""
+    stored = await stored_order(engine, order_id)
+    if stored is not None:
+        return stored
+    if client is None:
+        raise temporal_unavailable()
+    snap = await pending_from_memo(client, order_id)
+    if snap is None:
+        raise not_found("order", order_id)
+    return snap

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api.deps import Stubs, TemporalConnector
 from api.errors import install_error_handlers
 from api.routes import checkout, health, orders, products, users
+from api.watch import OrderWatch
 from core.config import Settings, get_settings
 from core.db import create_tables, make_engine
 from orders.models import TABLES as ORDER_TABLES
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         app.state.engine = engine
         app.state.temporal = connector
         app.state.stubs = Stubs.on(channel)
+        app.state.watch = watch = OrderWatch(engine)
+        watch.start()
         if client is None:
             await connector.try_connect()
         log.info(
@@ -54,6 +57,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         try:
             yield
         finally:
+            await watch.stop()
             await channel.close()
             engine.dispose()
 

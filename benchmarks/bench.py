@@ -6,8 +6,9 @@ Starts the stack as `make run` does (core.run's supervisor and command lines): a
 dev server persisted to SQLite in a fresh DATA_DIR, the gRPC services, the worker and the
 API, all on free ports. Seeds one user and one product, then measures on the same server:
 
-  saga  N checkouts through POST /checkout from C concurrent clients, each then polling
-        GET /orders/{id} until PAID: orders/s from the first POST to the last PAID, the
+  saga  N checkouts through POST /checkout from C concurrent clients, each then following
+        GET /orders/{id}/events (SSE; or polling GET /orders/{id} with --poll-interval)
+        until PAID: orders/s from the first POST to the last PAID, the
         POST response time and POST->PAID (to the PAID entry of the order's history).
   noop  N runs of BenchNoop (benchmarks/noop.py: PlaceOrder's happy path with no-op
         activities) started by C concurrent Temporal clients, each waiting for the result,
@@ -27,6 +28,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -55,7 +57,7 @@ from core.run import (
     wait_for_http,
     wait_for_temporal,
 )
-from worker import WORKFLOW_RUNNER, connect
+from worker import WORKFLOW_RUNNER, compile_sandboxed_modules, connect
 
 GOOD_CARD = "4242424242424242"
 ORDER_TIMEOUT = 120.0  # one order from POST to PAID, or one BenchNoop run
@@ -88,6 +90,7 @@ class Result:
     end: float
     latencies_ms: list[float] = field(default_factory=list)  # to PAID / to completion
     post_ms: list[float] = field(default_factory=list)  # saga only: POST response time
+    rate: float | None = None  # set on a combination of rounds: the median round's rate
 
     @property
     def seconds(self) -> float:
@@ -95,10 +98,22 @@ class Result:
 
     @property
     def per_s(self) -> float:
-        return self.count / self.seconds
+        return self.rate if self.rate is not None else self.count / self.seconds
 
     def p(self, q: float, values: list[float] | None = None) -> float:
         return percentile(self.latencies_ms if values is None else values, q)
+
+
+def combine(rounds: list[Result]) -> Result:
+    """Rounds pooled: every latency, and the median of the rounds' rates."""
+    return Result(
+        count=sum(r.count for r in rounds),
+        start=min(r.start for r in rounds),
+        end=max(r.end for r in rounds),
+        latencies_ms=[v for r in rounds for v in r.latencies_ms],
+        post_ms=[v for r in rounds for v in r.post_ms],
+        rate=statistics.median(r.per_s for r in rounds),
+    )
 
 
 async def _bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> None:
@@ -137,6 +152,37 @@ async def seed_catalogue(http: httpx.AsyncClient, stock: int) -> tuple[str, str]
     return user_id, product_id
 
 
+def _settled(order: dict[str, Any]) -> float | None:
+    """The time the order was PAID, None while it is not yet; an error if it never will be."""
+    at = _paid_at(order)
+    if at is None and order["status"] in ("FAILED", "CANCELLED"):
+        raise RuntimeError(f"order {order['order_id']} ended {order['status']}: {order}")
+    return at
+
+
+async def _follow_sse(http: httpx.AsyncClient, order_id: str, _: float | None) -> float:
+    """Follows GET /orders/{id}/events, as a checkout page would, until the order is PAID."""
+    async with http.stream("GET", f"/orders/{order_id}/events") as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"GET /orders/{order_id}/events answered {r.status_code}")
+        async for line in r.aiter_lines():
+            if line.startswith("data:"):
+                at = _settled(json.loads(line.removeprefix("data:")))
+                if at is not None:
+                    return at
+    raise RuntimeError(f"the event stream of order {order_id} ended before PAID")
+
+
+async def _follow_poll(http: httpx.AsyncClient, order_id: str, interval: float | None) -> float:
+    """Polls GET /orders/{id} every `interval` seconds until the order is PAID."""
+    assert interval is not None
+    while True:
+        await asyncio.sleep(interval)
+        g = await http.get(f"/orders/{order_id}")
+        if g.status_code == 200 and (at := _settled(g.json())) is not None:
+            return at
+
+
 def _paid_at(order: dict[str, Any]) -> float | None:
     for change in order.get("history", []):
         if change["status"] == "PAID":
@@ -150,9 +196,10 @@ async def measure_saga(
     product_id: str,
     orders: int,
     concurrency: int,
-    poll_interval: float = 0.05,
+    poll_interval: float | None = None,
 ) -> Result:
-    """N checkouts from C concurrent clients, each until its order is PAID.
+    """N checkouts from C concurrent clients, each following its order until PAID: through
+    the SSE stream, or by polling GET /orders/{id} every `poll_interval` seconds.
 
     The PAID time of an order is the one its history records (the workflow's clock when it
     marked the order PAID), so the poll interval only delays noticing it, not the figure.
@@ -175,19 +222,8 @@ async def measure_saga(
         if r.status_code != 202:
             raise RuntimeError(f"POST /checkout answered {r.status_code}: {r.text[:300]}")
         order_id = r.json()["order_id"]
-        deadline = time.monotonic() + ORDER_TIMEOUT
-        while True:
-            await asyncio.sleep(poll_interval)
-            g = await http.get(f"/orders/{order_id}")
-            if g.status_code == 200:
-                order = g.json()
-                at = _paid_at(order)
-                if at is not None:
-                    break
-                if order["status"] in ("FAILED", "CANCELLED"):
-                    raise RuntimeError(f"order {order_id} ended {order['status']}: {order}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"order {order_id} not PAID after {ORDER_TIMEOUT:.0f}s")
+        follow = _follow_sse if poll_interval is None else _follow_poll
+        at = await asyncio.wait_for(follow(http, order_id, poll_interval), ORDER_TIMEOUT)
         posted.append(sent)
         paid.append(at)
         to_paid_ms.append((at - sent) * 1000)
@@ -219,6 +255,7 @@ async def measure_noop(
     `client` must use worker.DATA_CONVERTER (worker.connect does) like the real worker.
     """
     task_queue = task_queue or f"bench-noop-{uuid.uuid4().hex[:12]}"
+    compile_sandboxed_modules(Path(__file__).resolve().parent)  # as worker.py does
     run_id = uuid.uuid4().hex[:12]
     starts: list[float] = []
     ends: list[float] = []
@@ -294,13 +331,17 @@ def summary(
     noop: Result,
     rss: dict[str, float | None],
     cpu: dict[str, dict[str, float]] | None = None,
+    round_ratios: list[float] | None = None,
 ) -> dict[str, Any]:
+    ratios = round_ratios or [saga.per_s / noop.per_s]
     return {
         "orders": orders,
         "concurrency": concurrency,
+        "rounds": len(ratios),
         "saga_orders_per_s": round(saga.per_s, 2),
         "noop_orders_per_s": round(noop.per_s, 2),
-        "ratio": round(saga.per_s / noop.per_s, 3),
+        "ratio": round(statistics.median(ratios), 3),
+        "round_ratios": [round(r, 3) for r in ratios],
         "post_p50_ms": round(saga.p(50, saga.post_ms), 1),
         "post_p99_ms": round(saga.p(99, saga.post_ms), 1),
         "paid_p50_ms": round(saga.p(50), 1),
@@ -312,7 +353,7 @@ def summary(
     }
 
 
-def table(saga: Result, noop: Result) -> str:
+def table(saga: Result, noop: Result, ratio: float | None = None) -> str:
     rows = [
         ("PlaceOrder via REST, POST->PAID", f"{saga.per_s:.1f}", saga.p(50), saga.p(99)),
         ("  POST /checkout response", "", saga.p(50, saga.post_ms), saga.p(99, saga.post_ms)),
@@ -320,7 +361,8 @@ def table(saga: Result, noop: Result) -> str:
     ]
     lines = [f"{'':36}{'orders/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
     lines += [f"{name:36}{rate:>10}{p50:>10.1f}{p99:>10.1f}" for name, rate, p50, p99 in rows]
-    lines.append(f"{'ratio saga/noop':36}{saga.per_s / noop.per_s:>10.2f}")
+    ratio = saga.per_s / noop.per_s if ratio is None else ratio
+    lines.append(f"{'ratio saga/noop (median of rounds)':36}{ratio:>10.2f}")
     return "\n".join(lines)
 
 
@@ -351,31 +393,44 @@ async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     limits = httpx.Limits(max_connections=args.concurrency + 5)
     async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as http:
-        user_id, product_id = await seed_catalogue(http, args.orders + args.warmup + 10)
+        stock = args.rounds * args.orders + args.warmup + 10
+        user_id, product_id = await seed_catalogue(http, stock)
         say(f"seeded user {user_id} and product {product_id}")
         if args.warmup:
             await measure_saga(http, user_id, product_id, args.warmup, args.concurrency)
-        say(f"saga: {args.orders} checkouts, {args.concurrency} concurrent clients")
+        client = await connect(settings)
+        task_queue = f"bench-noop-{uuid.uuid4().hex[:12]}"
+        if args.warmup:
+            await measure_noop(client, args.warmup, args.concurrency, task_queue)
         pids = {name: proc.pid for name, proc in sup.children} | {"bench": os.getpid()}
-        meter = CpuMeter(pids)
-        saga = await measure_saga(
-            http, user_id, product_id, args.orders, args.concurrency, args.poll_interval
-        )
-        cpu = {"saga": meter.stop()}
-    client = await connect(settings)
-    task_queue = f"bench-noop-{uuid.uuid4().hex[:12]}"
-    if args.warmup:
-        await measure_noop(client, args.warmup, args.concurrency, task_queue)
-    say(f"noop: {args.orders} BenchNoop runs, {args.concurrency} concurrent starters")
-    meter = CpuMeter(pids)
-    noop = await measure_noop(client, args.orders, args.concurrency, task_queue)
-    cpu["noop"] = meter.stop()
+        # Rounds alternate saga and noop, so both see the same machine: on a shared VM the
+        # speed drifts by more than the gap measured. The ratio is the median of the rounds'.
+        sagas: list[Result] = []
+        noops: list[Result] = []
+        cpu: dict[str, dict[str, float]] = {"saga": {}, "noop": {}}
+        for n in range(1, args.rounds + 1):
+            say(f"round {n}/{args.rounds}, saga: {args.orders} checkouts, C={args.concurrency}")
+            meter = CpuMeter(pids)
+            sagas.append(
+                await measure_saga(
+                    http, user_id, product_id, args.orders, args.concurrency, args.poll_interval
+                )
+            )
+            _add(cpu["saga"], meter.stop())
+            say(f"round {n}/{args.rounds}, noop: {args.orders} BenchNoop runs")
+            meter = CpuMeter(pids)
+            noops.append(await measure_noop(client, args.orders, args.concurrency, task_queue))
+            _add(cpu["noop"], meter.stop())
+            say(f"round {n}: saga {sagas[-1].per_s:.1f}/s, noop {noops[-1].per_s:.1f}/s")
+    ratios = [a.per_s / b.per_s for a, b in zip(sagas, noops, strict=True)]
+    saga, noop = combine(sagas), combine(noops)
     rss = {name: peak_rss_mb(pids[name]) for name in MEASURED}
     print(
-        f"\n{table(saga, noop)}\n\npeak RSS (VmHWM): "
+        f"\n{table(saga, noop, statistics.median(ratios))}\n"
+        f"ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}\n\npeak RSS (VmHWM): "
         + ", ".join(f"{k} {v} MiB" for k, v in rss.items())
-        + f"\n{ACTIVITIES_PER_ORDER} activities per order; saga: {saga.count} orders in "
-        f"{saga.seconds:.1f}s, noop: {noop.count} in {noop.seconds:.1f}s"
+        + f"\n{ACTIVITIES_PER_ORDER} activities per order; {args.rounds} round(s) of "
+        f"{args.orders} orders each for saga and noop"
         + "".join(
             f"\nCPU seconds during {phase}: " + ", ".join(f"{k} {v}" for k, v in used.items())
             for phase, used in cpu.items()
@@ -383,12 +438,22 @@ async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -
         + "\n",
         flush=True,
     )
-    return summary(args.orders, args.concurrency, saga, noop, rss, cpu)
+    return summary(args.orders, args.concurrency, saga, noop, rss, cpu, ratios)
+
+
+def _add(total: dict[str, float], more: dict[str, float]) -> None:
+    for name, seconds in more.items():
+        total[name] = round(total.get(name, 0.0) + seconds, 1)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__)
-    parser.add_argument("--orders", "-n", type=int, default=100, help="orders per run (100)")
+    parser.add_argument(
+        "--orders", "-n", type=int, default=100, help="orders per round, each side (100)"
+    )
+    parser.add_argument(
+        "--rounds", "-r", type=int, default=3, help="saga/noop rounds, alternating (3)"
+    )
     parser.add_argument("--concurrency", "-c", type=int, default=10, help="concurrent clients (10)")
     parser.add_argument(
         "--data-dir", type=Path, help="DATA_DIR to use (default: a fresh temp dir, removed after)"
@@ -397,14 +462,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--warmup", type=int, default=5, help="unmeasured orders before each run (5)"
     )
     parser.add_argument(
-        "--poll-interval", type=float, default=0.05, help="GET /orders/{id} every S (0.05)"
+        "--poll-interval",
+        type=float,
+        help="poll GET /orders/{id} every S seconds instead of following its SSE stream",
     )
     parser.add_argument(
         "--log-level", default="WARNING", help="LOG_LEVEL of the children (WARNING)"
     )
     args = parser.parse_args(argv)
-    if args.orders < 1 or args.concurrency < 1 or args.warmup < 0:
-        parser.error("--orders and --concurrency must be >= 1, --warmup >= 0")
+    if args.orders < 1 or args.concurrency < 1 or args.rounds < 1 or args.warmup < 0:
+        parser.error("--orders, --concurrency and --rounds must be >= 1, --warmup >= 0")
     return args
 
 

@@ -32,6 +32,9 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+READ_ONLY = "order_saga_read_only"  # execution option: see make_engine and run_db
+
+
 def make_engine(url: str) -> Engine:
     """Creates an engine. SQLite gets WAL, a busy timeout and write-locking transactions.
 
@@ -64,7 +67,12 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Reads (run_db(..., read_only=True)) take no write lock: a deferred BEGIN reads
+            # a consistent snapshot while a writer works (WAL), and never waits for one.
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -81,11 +89,15 @@ def _table(model: Any) -> Table:
     return table
 
 
-async def run_db(engine: Engine, fn: Callable[[Session], T]) -> T:
-    """Runs `fn(session)` in a thread inside one transaction, committing when it returns."""
+async def run_db(engine: Engine, fn: Callable[[Session], T], *, read_only: bool = False) -> T:
+    """Runs `fn(session)` in a thread inside one transaction, committing when it returns.
+
+    `read_only=True` for transactions that only read: on SQLite they then take no write lock.
+    """
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
 
     def work() -> T:
-        with Session(engine, expire_on_commit=False) as session:
+        with Session(bind, expire_on_commit=False) as session:
             with session.begin():
                 return fn(session)
 

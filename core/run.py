@@ -65,6 +65,7 @@ def dev_server_command(settings: Settings) -> list[str]:
         "--ui-port", str(settings.temporal_ui_port),
         "--namespace", settings.temporal_namespace,
         *search_attributes,
+        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
         "--log-level", "warn",
     ]  # fmt: skip
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from core.types import OrderSnapshot
@@ -12,26 +14,34 @@ def apply_snapshot(session: Session, snap: OrderSnapshot) -> bool:
     """Stores the snapshot unless the row already holds the same or a newer version.
 
     Activities may be retried and run out of order; the version makes the write idempotent
-    and keeps a late retry from overwriting a newer state. Returns whether it wrote.
+    and keeps a late retry from overwriting a newer state. One statement (an upsert whose
+    update applies only to an older row), atomic on SQLite and PostgreSQL alike, and no
+    read first. Returns whether it wrote.
     """
-    row = session.get(OrderRecord, snap.order_id, with_for_update=True)
     data = snap.model_dump(mode="json")
-    if row is None:
-        row = OrderRecord(order_id=snap.order_id, user_id=snap.user_id, status=snap.status)
-    elif row.version >= snap.version:
-        return False
-    row.user_id = snap.user_id
-    row.status = snap.status
-    row.total_cents = snap.total_cents
-    row.payment_status = snap.payment_status
-    row.failure_reason = snap.failure_reason
-    row.card_last4 = snap.card_last4
-    row.items = data["items"]
-    row.history = data["history"]
-    row.version = snap.version
-    row.updated_at = utcnow()
-    session.add(row)
-    return True
+    values = {
+        "order_id": snap.order_id,
+        "user_id": snap.user_id,
+        "status": snap.status.value,
+        "total_cents": snap.total_cents,
+        "payment_status": snap.payment_status.value,
+        "failure_reason": snap.failure_reason,
+        "card_last4": snap.card_last4,
+        "items": data["items"],
+        "history": data["history"],
+        "version": snap.version,
+        "updated_at": utcnow(),
+    }
+    table = OrderRecord.__table__
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table).values(created_at=values["updated_at"], **values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.order_id],
+        set_={name: stmt.excluded[name] for name in values if name != "order_id"},
+        where=table.c.version < stmt.excluded.version,
+    ).returning(table.c.order_id)
+    # A row comes back only when it was inserted or updated (rowcount is not reliable here).
+    return session.execute(stmt).first() is not None
 
 
 def to_snapshot(row: OrderRecord) -> OrderSnapshot:

@@ -100,6 +100,11 @@ async def transact(engine: Engine, fn: Callable[[Session], T]) -> T:
     raise Unavailable("concurrent update conflict, retry", reason="CONFLICT")
 
 
+async def read(engine: Engine, fn: Callable[[Session], T]) -> T:
+    """Runs `fn`, which only reads, in one transaction that takes no write lock."""
+    return await run_db(engine, fn, read_only=True)
+
+
 Handler = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
 
 

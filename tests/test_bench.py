@@ -49,13 +49,14 @@ def test_bench_runs_end_to_end_and_prints_json(tmp_path: Path) -> None:
     data_dir = tmp_path / "bench"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--orders", "4", "--concurrency", "2",
-         "--warmup", "0", "--data-dir", str(data_dir)],
+         "--warmup", "0", "--rounds", "2", "--data-dir", str(data_dir)],
         cwd=ROOT, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     result = json.loads(lines[-1])
-    assert result["orders"] == 4 and result["concurrency"] == 2
+    assert result["orders"] == 4 and result["concurrency"] == 2 and result["rounds"] == 2
+    assert len(result["round_ratios"]) == 2 and all(r > 0 for r in result["round_ratios"])
     for key in ("saga_orders_per_s", "noop_orders_per_s", "ratio", "post_p50_ms",
                 "post_p99_ms", "paid_p50_ms", "paid_p99_ms"):  # fmt: skip
         assert result[key] > 0, key

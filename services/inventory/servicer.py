@@ -21,6 +21,7 @@ from services.common import (
     grpc_stream,
     ident,
     in_range,
+    read,
     transact,
     utcnow,
 )
@@ -168,7 +169,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     ) -> inventory_pb2.StockLevel:
         """Units available now; NOT_FOUND (STOCK_NOT_FOUND) with no stock record."""
         product_id = ident("product_id", request.product_id)
-        row = await transact(self._engine, lambda s: s.get(StockRow, product_id))
+        row = await read(self._engine, lambda s: s.get(StockRow, product_id))
         if row is None:
             raise NotFound(f"no stock record for {product_id}", reason="STOCK_NOT_FOUND")
         return _level(row.product_id, row.available)
@@ -188,7 +189,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 query = query.where(col(StockRow.product_id).in_(ids))
             return list(session.exec(query).all())
 
-        rows = await transact(self._engine, work)
+        rows = await read(self._engine, work)
         return inventory_pb2.ListStockResponse(
             levels=[_level(r.product_id, r.available) for r in rows]
         )
@@ -299,7 +300,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         ids = sorted({ident("product_ids", p) for p in request.product_ids})
         wanted = frozenset(ids)
 
-        def read(session: Session) -> dict[str, int]:
+        def read_stock(session: Session) -> dict[str, int]:
             query = select(StockRow).order_by(col(StockRow.product_id))
             if ids:
                 query = query.where(col(StockRow.product_id).in_(ids))
@@ -309,7 +310,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         # the snapshot (perhaps twice, which absolute levels make harmless), never lost.
         with self._changes.subscribe(lambda lvl: not wanted or lvl.product_id in wanted) as sub:
             await context.send_initial_metadata(())  # tells the client it is subscribed
-            current = await transact(self._engine, read)
+            current = await read(self._engine, read_stock)
             for product_id in ids or current:
                 yield _level(product_id, current.get(product_id, 0))
             while True:

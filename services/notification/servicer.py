@@ -17,6 +17,7 @@ from services.common import (
     grpc_stream,
     ident,
     new_id,
+    read,
     rfc3339,
     text,
     transact,
@@ -100,7 +101,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                 query = query.where(NotificationRow.order_id == order_id)
             return list(session.exec(query.order_by(col(NotificationRow.seq))).all())
 
-        rows = await transact(self._engine, work)
+        rows = await read(self._engine, work)
         return notification_pb2.ListNotificationsResponse(notifications=[_to_pb(r) for r in rows])
 
     @grpc_stream
@@ -112,7 +113,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         """A user's notifications as they are sent, optionally the existing ones first."""
         user_id = ident("user_id", request.user_id)
 
-        def read(session: Session) -> list[NotificationRow]:
+        def existing(session: Session) -> list[NotificationRow]:
             query = select(NotificationRow).where(NotificationRow.user_id == user_id)
             return list(session.exec(query.order_by(col(NotificationRow.seq))).all())
 
@@ -122,7 +123,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             await context.send_initial_metadata(())  # tells the client it is subscribed
             seen: set[int] = set()
             if request.include_existing:
-                for row in await transact(self._engine, read):
+                for row in await read(self._engine, existing):
                     seen.add(row.seq or 0)
                     yield _to_pb(row)
             while True:

@@ -14,6 +14,7 @@ from services.common import (
     grpc_method,
     ident,
     in_range,
+    read,
     rfc3339,
     transact,
     utcnow,
@@ -190,7 +191,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.PaymentResult:
         """The order's payment state; NONE when nothing happened."""
         order_id = ident("order_id", request.order_id)
-        row = await transact(self._engine, lambda s: s.get(PaymentRow, order_id))
+        row = await read(self._engine, lambda s: s.get(PaymentRow, order_id))
         return _result(row, order_id)
 
     @grpc_method
@@ -206,7 +207,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             )
             return list(session.exec(query).all())
 
-        rows = await transact(self._engine, work)
+        rows = await read(self._engine, work)
         return payment_pb2.ListLedgerResponse(
             entries=[
                 payment_pb2.LedgerEntry(

@@ -19,6 +19,7 @@ from services.common import (
     ident,
     in_range,
     new_id,
+    read,
     rfc3339,
     text,
     transact,
@@ -126,7 +127,7 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
     ) -> product_pb2.Product:
         """Reads a product; NOT_FOUND (PRODUCT_NOT_FOUND) when no product has this id."""
         product_id = ident("id", request.id)
-        row = await transact(self._engine, lambda s: s.get(ProductRow, product_id))
+        row = await read(self._engine, lambda s: s.get(ProductRow, product_id))
         if row is None:
             raise NotFound(f"product {product_id} not found", reason="PRODUCT_NOT_FOUND")
         return _to_pb(row)
@@ -144,7 +145,7 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
                 query = query.where(ProductRow.category == category)
             return list(session.exec(query).all())
 
-        rows = await transact(self._engine, work)
+        rows = await read(self._engine, work)
         return product_pb2.ListProductsResponse(products=[_to_pb(r) for r in rows])
 
     @grpc_method

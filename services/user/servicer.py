@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 
 from core.errors import AlreadyExists, InvalidArgument, NotFound
 from proto.shop.v1 import user_pb2, user_pb2_grpc
-from services.common import grpc_method, ident, new_id, rfc3339, text, transact
+from services.common import grpc_method, ident, new_id, read, rfc3339, text, transact
 from services.user.models import UserRow
 
 EMAIL_MAX = 254
@@ -59,7 +59,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     ) -> user_pb2.User:
         """Reads a user; NOT_FOUND (USER_NOT_FOUND) when no user has this id."""
         user_id = ident("id", request.id)
-        row = await transact(self._engine, lambda s: s.get(UserRow, user_id))
+        row = await read(self._engine, lambda s: s.get(UserRow, user_id))
         if row is None:
             raise NotFound(f"user {user_id} not found", reason="USER_NOT_FOUND")
         return _to_pb(row)
