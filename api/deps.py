@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
 import grpc
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 from grpc_health.v1 import health_pb2_grpc
 from sqlalchemy import Engine
 from temporalio.client import Client
@@ -142,6 +143,28 @@ WatchDep = Annotated[OrderWatch, Depends(get_watch)]
 # Routes take the connector and ask it for the client inside the handler, after FastAPI has
 # validated the request: a malformed request is a 422 even while Temporal is down.
 ConnectorDep = Annotated[TemporalConnector, Depends(get_connector)]
+
+# Fixed namespace: the same key always maps to the same id, in every API process.
+IDEMPOTENCY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:order-saga:idempotency-key")
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x20-\x7e]+$",
+        description="Retries with the same key get the same answer and change nothing more.",
+    ),
+]
+
+
+def created_id_for(kind: str, key: str | None) -> str:
+    """The id a create request with this Idempotency-Key gets ("" without a key: the service
+    makes one). The services return the existing row for the same id and the same content,
+    so a retried create (after a timeout or a 503) answers 201 with the same resource."""
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{kind}:{key}").hex if key else ""
+
 
 # Path ids: checked before anything is looked up (422 in the error shape otherwise).
 PathId = Annotated[str, Path(max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]

@@ -34,6 +34,39 @@ def statuses(order: dict[str, Any]) -> list[str]:
 # --- health, users, products -------------------------------------------------------------
 
 
+async def test_creates_with_an_idempotency_key_are_safe_to_retry(stack: Stack) -> None:
+    key = {"Idempotency-Key": f"signup-{uuid.uuid4().hex}"}
+    email = f"{uuid.uuid4().hex[:8]}@example.com"
+    first = await stack.http.post("/users", json={"email": email, "name": "Ada"}, headers=key)
+    again = await stack.http.post("/users", json={"email": email, "name": "Ada"}, headers=key)
+    assert first.status_code == again.status_code == 201, again.text
+    assert first.json() == again.json()
+    # The same key for another user is a conflict, not a second user under that id.
+    other = await stack.http.post("/users", json={"email": f"x{email}", "name": "Bob"}, headers=key)
+    assert other.status_code == 409, other.text
+    assert_error(other.json())
+
+    pkey = {"Idempotency-Key": f"import-{uuid.uuid4().hex}"}
+    body = {
+        "sku": f"SKU-{uuid.uuid4().hex[:8]}",
+        "name": "Kettle",
+        "description": "",
+        "price_cents": 2500,
+        "stock": 7,
+        "category": "kitchen",
+    }
+    made = [(await stack.http.post("/products", json=body, headers=pkey)) for _ in range(3)]
+    assert [r.status_code for r in made] == [201, 201, 201], made[-1].text
+    assert len({r.json()["id"] for r in made}) == 1
+    # The initial stock was added once, however often the create was retried.
+    r = await stack.http.get(f"/products/{made[0].json()['id']}")
+    assert r.status_code == 200 and r.json()["stock"] == 7
+    # Without a key, a second create of the same SKU is 409 as before.
+    dup = await stack.http.post("/products", json=body)
+    assert dup.status_code == 409, dup.text
+    assert_error(dup.json(), "SKU_TAKEN")
+
+
 async def test_health_ok(stack: Stack) -> None:
     r = await stack.http.get("/health")
     assert r.status_code == 200, r.text

@@ -12,9 +12,8 @@ import json
 import logging
 import uuid
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Header, status
+from fastapi import APIRouter, status
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.common import (
@@ -25,7 +24,13 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.deps import ConnectorDep, EngineDep, SettingsDep
+from api.deps import (
+    IDEMPOTENCY_NAMESPACE,
+    ConnectorDep,
+    EngineDep,
+    IdempotencyKey,
+    SettingsDep,
+)
 from api.errors import ApiError
 from api.lookup import find_order
 from api.models import CheckoutCreate, CheckoutPublic, error_responses
@@ -35,20 +40,7 @@ from workflows.place_order import CUSTOMER_ID, ORDER_STATUS, PlaceOrder
 log = logging.getLogger("api")
 router = APIRouter(tags=["checkout"])
 
-# Fixed namespace: the same key always maps to the same order id, in every API process.
-IDEMPOTENCY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:order-saga:idempotency-key")
 START_TIMEOUT = timedelta(seconds=10)
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        pattern=r"^[\x20-\x7e]+$",
-        description="Retries with the same key return the same order and start nothing new.",
-    ),
-]
 
 
 def order_id_for(key: str | None) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from fastapi import APIRouter, Query, status
 
-from api.deps import GRPC_TIMEOUT, PathId, StubsDep
+from api.deps import GRPC_TIMEOUT, IdempotencyKey, PathId, StubsDep, created_id_for
 from api.models import ProductCreate, ProductPublic, error_responses
 from proto.shop.v1 import inventory_pb2, product_pb2
 
@@ -63,10 +63,15 @@ async def get_product(product_id: PathId, stubs: StubsDep) -> ProductPublic:
     response_model=ProductPublic,
     responses=error_responses(409, 422, 503),
 )
-async def create_product(body: ProductCreate, stubs: StubsDep) -> ProductPublic:
-    """Creates a product and its initial stock; 409 when the SKU is taken."""
+async def create_product(
+    body: ProductCreate, stubs: StubsDep, idempotency_key: IdempotencyKey = None
+) -> ProductPublic:
+    """Creates a product and its initial stock; 409 when the SKU is taken (or the key was
+    used for another SKU). With an `Idempotency-Key`, a retry answers 201 with the same
+    product and its stock added once."""
     p = await stubs.products.CreateProduct(
         product_pb2.CreateProductRequest(
+            id=created_id_for("product", idempotency_key),
             sku=body.sku,
             name=body.name,
             description=body.description,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import GRPC_TIMEOUT, PathId, StubsDep
+from api.deps import GRPC_TIMEOUT, IdempotencyKey, PathId, StubsDep, created_id_for
 from api.models import NotificationPublic, UserCreate, UserPublic, error_responses
 from proto.shop.v1 import notification_pb2, user_pb2
 
@@ -21,10 +21,16 @@ def _public(u: user_pb2.User) -> UserPublic:
     response_model=UserPublic,
     responses=error_responses(409, 422, 503),
 )
-async def create_user(body: UserCreate, stubs: StubsDep) -> UserPublic:
-    """Creates a user; 409 when the email is taken."""
+async def create_user(
+    body: UserCreate, stubs: StubsDep, idempotency_key: IdempotencyKey = None
+) -> UserPublic:
+    """Creates a user; 409 when the email is taken (or the key was used for another email).
+    With an `Idempotency-Key`, a retry answers 201 with the same user."""
     user = await stubs.users.CreateUser(
-        user_pb2.CreateUserRequest(email=body.email, name=body.name), timeout=GRPC_TIMEOUT
+        user_pb2.CreateUserRequest(
+            email=body.email, name=body.name, id=created_id_for("user", idempotency_key)
+        ),
+        timeout=GRPC_TIMEOUT,
     )
     return _public(user)
 
