@@ -1,0 +1,168 @@
+"""The API while Temporal cannot be reached: it starts anyway, answers 503 in the error shape
+where Temporal is needed (never hangs), keeps serving what the services and the read model
+hold, and works again once Temporal is back, with no restart.
+
+Temporal sits behind a TCP relay the test opens and closes: the real dev server, the real
+services on port 0, the real app over ASGI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+import worker
+from api.main import create_app
+from core.config import Settings
+from core.db import create_tables, make_engine
+from orders.models import TABLES as ORDER_TABLES
+from services.server import create_server
+from tests.api_fixtures import GOOD_CARD
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class Relay:
+    """A TCP relay on a fixed local port to Temporal's frontend, which can be taken down."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for task in self._pipes:
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(_pipe(src, dst))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+
+async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    try:
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+    finally:
+        dst.close()
+
+
+@pytest.fixture
+async def outage(
+    dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[httpx.AsyncClient, Relay]]:
+    """The app with Temporal behind a relay that starts DOWN, and a worker on the server."""
+    tmp = tmp_path_factory.mktemp("outage")
+    relay = Relay(dev_env.client.service_client.config.target_host)
+    settings = Settings(
+        data_dir=tmp,
+        database_url=f"sqlite:///{tmp}/shop.db",
+        temporal_address=relay.address,
+        temporal_task_queue=f"outage-{uuid.uuid4().hex[:12]}",
+    )
+    engine = make_engine(settings.database_url)
+    create_tables(engine, ORDER_TABLES)
+    server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
+    await server.start()
+    settings.grpc_target = f"127.0.0.1:{port}"
+    app = create_app(settings)  # connects itself, through the relay
+    try:
+        async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+            w = worker.build_worker(
+                dev_env.client,
+                settings.temporal_task_queue,
+                worker.build_activities(channel, engine),
+            )
+            async with w, app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://api", timeout=60
+                ) as http:
+                    yield http, relay
+    finally:
+        await relay.down()
+        await server.stop(grace=1)
+        engine.dispose()
+
+
+async def test_api_answers_503_while_temporal_is_down_and_recovers(
+    outage: tuple[httpx.AsyncClient, Relay],
+) -> None:
+    http, relay = outage
+    user = await http.post("/users", json={"email": f"{uuid.uuid4().hex[:8]}@x.io", "name": "A"})
+    assert user.status_code == 201, user.text  # the services answer without Temporal
+    product = await http.post(
+        "/products",
+        json={"sku": uuid.uuid4().hex[:10], "name": "P", "description": "", "price_cents": 500,
+              "stock": 3, "category": "c"},
+    )  # fmt: skip
+    assert product.status_code == 201, product.text
+    body = {
+        "user_id": user.json()["id"],
+        "items": [{"product_id": product.json()["id"], "quantity": 1}],
+        "payment": {"card_number": GOOD_CARD},
+    }
+
+    health = await http.get("/health")
+    assert health.status_code == 503, health.text
+    report = health.json()
+    assert report["temporal"] != "ok" and report["services"] == report["database"] == "ok"
+    assert "temporal" in report["error"]["message"]
+
+    down = await asyncio.wait_for(http.post("/checkout", json=body), timeout=30)
+    assert down.status_code == 503, down.text
+    assert down.json()["error"]["code"] == "TEMPORAL_UNAVAILABLE"
+    assert "Temporal" in down.json()["error"]["message"]
+    unknown = await asyncio.wait_for(http.get(f"/orders/{uuid.uuid4().hex}"), timeout=30)
+    assert unknown.status_code == 503, unknown.text
+
+    # Temporal is back: the next request connects; no restart of the API.
+    await relay.up()
+    placed = await http.post("/checkout", json=body)
+    assert placed.status_code == 202, placed.text
+    order_id = placed.json()["order_id"]
+    order: dict[str, object] = {}
+    for _ in range(100):
+        order = (await http.get(f"/orders/{order_id}")).json()
+        if order.get("status") == "PAID":
+            break
+        await asyncio.sleep(0.1)
+    assert order.get("status") == "PAID", order
+    assert (await http.get("/health")).status_code == 200
+
+    # Down again while the API is connected: answers stay bounded and clear.
+    await relay.down()
+    paid = await asyncio.wait_for(http.get(f"/orders/{order_id}"), timeout=30)
+    # The workflow cannot be asked: the read model answers (possibly stale, here current).
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "PAID"
+    again = await asyncio.wait_for(http.post("/checkout", json=body), timeout=30)
+    assert again.status_code == 503, again.text
+    assert again.json()["error"]["code"] == "TEMPORAL_UNAVAILABLE"
