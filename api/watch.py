@@ -33,10 +33,6 @@ class OrderWatch:
         self._wanted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def watched(self) -> int:
-        return len(self._subscribers)
-
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="order-watch")
 
