@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from temporalio import activity
 
-from core.db import run_db
+from core.db import run_sql
 from core.types import OrderSnapshot
 from orders import store
 
@@ -15,4 +15,4 @@ class OrderActivities:
     @activity.defn(name="save_order")
     async def save_order(self, snap: OrderSnapshot) -> None:
         """Writes the workflow's view of the order to the read model (newest version wins)."""
-        await run_db(self._engine, lambda s: store.apply_snapshot(s, snap))
+        await run_sql(self._engine, lambda c: store.apply_snapshot(c, snap))

@@ -16,7 +16,8 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import not_found, temporal_unavailable
-from core.db import run_db
+from api.watch import OrderWatch
+from core.db import run_sql
 from core.types import OrderLine, OrderSnapshot, OrderStatus, StatusChange, workflow_id_for
 from orders.store import get_order
 
@@ -27,7 +28,7 @@ _UNAVAILABLE = {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED}
 
 
 async def stored_order(engine: Engine, order_id: str) -> OrderSnapshot | None:
-    return await run_db(engine, lambda s: get_order(s, order_id), read_only=True)
+    return await run_sql(engine, lambda c: get_order(c, order_id), read_only=True)
 
 
 async def query_order(client: Client, order_id: str) -> OrderSnapshot | None:
@@ -55,12 +56,23 @@ async def pending_from_memo(client: Client, order_id: str) -> OrderSnapshot | No
             return None
         raise
     memo: dict[str, Any] = await desc.memo()
-    started = desc.start_time or datetime.now(UTC)
+    return pending_snapshot(
+        order_id,
+        str(memo.get("user_id", "")),
+        memo.get("items", []),
+        desc.start_time or datetime.now(UTC),
+    )
+
+
+def pending_snapshot(
+    order_id: str, user_id: str, items: list[dict[str, Any]], started: datetime
+) -> OrderSnapshot:
+    """An order as it stands before its workflow's first save: PENDING, no prices yet."""
     return OrderSnapshot(
         order_id=order_id,
-        user_id=str(memo.get("user_id", "")),
+        user_id=user_id,
         status=OrderStatus.PENDING,
-        items=[OrderLine.model_validate(i) for i in memo.get("items", [])],
+        items=[OrderLine.model_validate(i) for i in items],
         history=[StatusChange(status=OrderStatus.PENDING, at=started)],
     )
 
@@ -110,14 +122,20 @@ async def order_exists(client: Client | None, engine: Engine, order_id: str) -> 
     return True
 
 
-async def order_to_follow(client: Client | None, engine: Engine, order_id: str) -> OrderSnapshot:
+async def order_to_follow(
+    client: Client | None, engine: Engine, watch: OrderWatch, order_id: str
+) -> OrderSnapshot:
     """Where an order stream (SSE) starts: the read model, which the workflow writes on every
-    status change, or, before its first save, PENDING from the workflow's start (a describe,
-    answered by the server alone). Cheaper than `find_order`'s query, which costs the worker
-    a workflow task; the stream then follows the read model. ApiError 404 if unknown."""
+    status change, or, before its first save, PENDING: as this API started it, or from the
+    workflow's start (a describe, answered by the server alone). Cheaper than `find_order`'s
+    query, which costs the worker a workflow task; the stream then follows the read model.
+    ApiError 404 if unknown."""
     stored = await stored_order(engine, order_id)
     if stored is not None:
+        watch.stored(order_id)
         return stored
+    if (started := watch.just_started(order_id)) is not None:
+        return started
     if client is None:
         raise temporal_unavailable()
     snap = await pending_from_memo(client, order_id)

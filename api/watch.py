@@ -1,37 +1,59 @@
 """One poller of the read model for every open order stream (GET /orders/{id}/events).
 
-Each tick reads the versions of all watched orders in one statement and wakes the streams
-whose order changed; a stream then reads its order once. So the database sees one small
-query per tick however many clients follow orders, plus one read per actual change.
+Each tick reads the versions of all watched orders in one statement, then the rows of the
+orders that changed in a second one, and hands each stream its order's new state. So the
+database sees one small query per tick however many clients follow orders, plus one read
+per tick with news.
+
+It also remembers the orders this process has just started, as PENDING, until the
+workflow's first save reaches the read model: a client that follows its order right after
+POST /checkout then starts its stream without a round trip to Temporal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
-from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, Engine
 
-from core.db import run_db
-from orders.models import OrderRecord
+from core.db import run_sql
+from core.types import OrderSnapshot
+from orders import store
 
 log = logging.getLogger("api")
-CHUNK = 500  # ids per IN (...), well within SQLite's and PostgreSQL's parameter limits
+TICK = 0.05  # seconds between two reads of the watched orders' versions
+# Orders started here and not yet seen in the read model; the oldest go first beyond this.
+JUST_STARTED_MAX = 10_000
+
+
+class Subscription:
+    """What a stream waits on: `changed` is set when `latest` holds a newer stored order."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.latest: OrderSnapshot | None = None
+
+    def take(self) -> OrderSnapshot | None:
+        """The newest stored order delivered since the last take (clears `changed`)."""
+        self.changed.clear()
+        latest, self.latest = self.latest, None
+        return latest
 
 
 class OrderWatch:
-    def __init__(self, engine: Engine, tick: float = 0.1) -> None:
+    def __init__(self, engine: Engine, tick: float = TICK) -> None:
         self._engine = engine
         self._tick = tick
-        self._subscribers: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._versions: dict[str, int] = {}
         self._wanted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._just_started: OrderedDict[str, OrderSnapshot] = OrderedDict()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="order-watch")
@@ -42,18 +64,32 @@ class OrderWatch:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    def started(self, snap: OrderSnapshot) -> None:
+        """Remembers an order this process has just started (its PENDING view)."""
+        self._just_started[snap.order_id] = snap
+        while len(self._just_started) > JUST_STARTED_MAX:
+            self._just_started.popitem(last=False)
+
+    def just_started(self, order_id: str) -> OrderSnapshot | None:
+        """The PENDING view of an order started here whose first save has not been seen."""
+        return self._just_started.get(order_id)
+
+    def stored(self, order_id: str) -> None:
+        """The read model holds the order now: forget its just-started view."""
+        self._just_started.pop(order_id, None)
+
     @contextmanager
-    def subscribe(self, order_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever the stored order's version grows (clear it after waking)."""
-        event = asyncio.Event()
-        self._subscribers[order_id].add(event)
+    def subscribe(self, order_id: str) -> Iterator[Subscription]:
+        """Delivers the stored order each time its version grows, until the block exits."""
+        sub = Subscription()
+        self._subscribers[order_id].add(sub)
         self._wanted.set()
         try:
-            yield event
+            yield sub
         finally:
             subscribers = self._subscribers.get(order_id)
             if subscribers is not None:
-                subscribers.discard(event)
+                subscribers.discard(sub)
                 if not subscribers:
                     del self._subscribers[order_id]
                     self._versions.pop(order_id, None)
@@ -64,26 +100,26 @@ class OrderWatch:
                 self._wanted.clear()
                 await self._wanted.wait()
             await asyncio.sleep(self._tick)
-            ids = list(self._subscribers)
-            if not ids:
+            if not self._subscribers:
                 continue
+            known = {order_id: self._versions.get(order_id, -1) for order_id in self._subscribers}
             try:
-                versions = await run_db(self._engine, partial(_versions, ids=ids), read_only=True)
+                news = await run_sql(self._engine, partial(_news, known=known), read_only=True)
             except Exception as err:  # noqa: BLE001 - a blip: the streams fall back to queries
-                log.warning("order watch: reading versions failed: %s", err)
+                log.warning("order watch: reading the read model failed: %s", err)
                 continue
-            for order_id, version in versions.items():
-                if version > self._versions.get(order_id, -1):
-                    self._versions[order_id] = version
-                    for event in self._subscribers.get(order_id, ()):
-                        event.set()
+            for order_id, snap in news.items():
+                self._just_started.pop(order_id, None)
+                if snap.version <= self._versions.get(order_id, -1):
+                    continue
+                self._versions[order_id] = snap.version
+                for sub in self._subscribers.get(order_id, ()):
+                    sub.latest = snap
+                    sub.changed.set()
 
 
-def _versions(session: Session, ids: list[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for start in range(0, len(ids), CHUNK):
-        query = select(OrderRecord.order_id, OrderRecord.version).where(
-            col(OrderRecord.order_id).in_(ids[start : start + CHUNK])
-        )
-        found.update(session.exec(query).all())
-    return found
+def _news(conn: Connection, known: dict[str, int]) -> dict[str, OrderSnapshot]:
+    """The stored orders whose version is newer than `known` holds for them."""
+    current = store.versions(conn, list(known))
+    changed = [order_id for order_id, version in current.items() if version > known[order_id]]
+    return store.get_orders(conn, changed) if changed else {}

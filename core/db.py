@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, Table, event
+from sqlalchemy import Connection, Engine, Table, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -89,16 +90,41 @@ def _table(model: Any) -> Table:
     return table
 
 
+_read_only_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+
+
+def _bind(engine: Engine, read_only: bool) -> Engine:
+    """The engine, or its read-only variant (made once: options engines are not free)."""
+    if not read_only:
+        return engine
+    bind = _read_only_engines.get(engine)
+    if bind is None:
+        bind = _read_only_engines[engine] = engine.execution_options(**{READ_ONLY: True})
+    return bind
+
+
 async def run_db(engine: Engine, fn: Callable[[Session], T], *, read_only: bool = False) -> T:
     """Runs `fn(session)` in a thread inside one transaction, committing when it returns.
 
     `read_only=True` for transactions that only read: on SQLite they then take no write lock.
     """
-    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    bind = _bind(engine, read_only)
 
     def work() -> T:
         with Session(bind, expire_on_commit=False) as session:
             with session.begin():
                 return fn(session)
+
+    return await asyncio.to_thread(work)
+
+
+async def run_sql(engine: Engine, fn: Callable[[Connection], T], *, read_only: bool = False) -> T:
+    """`run_db` for SQL expression (Core) work: a plain connection in one transaction, without
+    an ORM session's bookkeeping, for the hot paths (the order read model)."""
+    bind = _bind(engine, read_only)
+
+    def work() -> T:
+        with bind.begin() as conn:
+            return fn(conn)
 
     return await asyncio.to_thread(work)

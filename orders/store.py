@@ -1,16 +1,49 @@
-"""Reads and writes of the order read model."""
+"""Reads and writes of the order read model.
+
+SQL expressions (Core), not ORM objects: the workflow writes a row on every status change
+and order streams read them, so these are hot paths. Every function takes a `Connection`
+(core.db.run_sql) or a `Session` (core.db.run_db): both execute the same statements.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from core.types import OrderSnapshot
 from orders.models import OrderRecord, utcnow
 
+Db = Connection | Session
 
-def apply_snapshot(session: Session, snap: OrderSnapshot) -> bool:
+ORDERS: Table = OrderRecord.__table__  # type: ignore[assignment]
+SNAPSHOT_COLUMNS = (
+    "order_id",
+    "user_id",
+    "status",
+    "items",
+    "total_cents",
+    "payment_status",
+    "failure_reason",
+    "card_last4",
+    "history",
+    "version",
+)
+_SNAPSHOTS = select(*(ORDERS.c[name] for name in SNAPSHOT_COLUMNS))
+_BY_IDS = ORDERS.c.order_id.in_(bindparam("ids", expanding=True))
+_VERSIONS = select(ORDERS.c.order_id, ORDERS.c.version).where(_BY_IDS)
+CHUNK = 500  # ids per IN (...), well within SQLite's and PostgreSQL's parameter limits
+
+
+def _dialect(db: Db) -> str:
+    return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
+
+
+def apply_snapshot(db: Db, snap: OrderSnapshot) -> bool:
     """Stores the snapshot unless the row already holds the same or a newer version.
 
     Activities may be retried and run out of order; the version makes the write idempotent
@@ -19,59 +52,56 @@ def apply_snapshot(session: Session, snap: OrderSnapshot) -> bool:
     read first. Returns whether it wrote.
     """
     data = snap.model_dump(mode="json")
-    values = {
-        "order_id": snap.order_id,
-        "user_id": snap.user_id,
-        "status": snap.status.value,
-        "total_cents": snap.total_cents,
-        "payment_status": snap.payment_status.value,
-        "failure_reason": snap.failure_reason,
-        "card_last4": snap.card_last4,
-        "items": data["items"],
-        "history": data["history"],
-        "version": snap.version,
-        "updated_at": utcnow(),
-    }
-    table = OrderRecord.__table__
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(table).values(created_at=values["updated_at"], **values)
+    values = {name: data[name] for name in SNAPSHOT_COLUMNS} | {"updated_at": utcnow()}
+    insert = pg_insert if _dialect(db) == "postgresql" else sqlite_insert
+    stmt = insert(ORDERS).values(created_at=values["updated_at"], **values)
     stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c.order_id],
+        index_elements=[ORDERS.c.order_id],
         set_={name: stmt.excluded[name] for name in values if name != "order_id"},
-        where=table.c.version < stmt.excluded.version,
-    ).returning(table.c.order_id)
+        where=ORDERS.c.version < stmt.excluded.version,
+    ).returning(ORDERS.c.order_id)
     # A row comes back only when it was inserted or updated (rowcount is not reliable here).
-    return session.execute(stmt).first() is not None
+    return db.execute(stmt).first() is not None
 
 
-def to_snapshot(row: OrderRecord) -> OrderSnapshot:
-    return OrderSnapshot.model_validate(
-        {
-            "order_id": row.order_id,
-            "user_id": row.user_id,
-            "status": row.status,
-            "items": row.items,
-            "total_cents": row.total_cents,
-            "payment_status": row.payment_status,
-            "failure_reason": row.failure_reason,
-            "card_last4": row.card_last4,
-            "history": row.history,
-            "version": row.version,
-        }
-    )
+def to_snapshot(row: Mapping[str, Any]) -> OrderSnapshot:
+    return OrderSnapshot.model_validate({name: row[name] for name in SNAPSHOT_COLUMNS})
 
 
-def get_order(session: Session, order_id: str) -> OrderSnapshot | None:
-    row = session.get(OrderRecord, order_id)
+def get_order(db: Db, order_id: str) -> OrderSnapshot | None:
+    row = db.execute(_SNAPSHOTS.where(ORDERS.c.order_id == order_id)).mappings().first()
     return to_snapshot(row) if row else None
 
 
+def get_orders(db: Db, ids: Sequence[str]) -> dict[str, OrderSnapshot]:
+    """The stored orders among `ids`, by id."""
+    found: dict[str, OrderSnapshot] = {}
+    for chunk in _chunks(ids):
+        for row in db.execute(_SNAPSHOTS.where(_BY_IDS), {"ids": chunk}).mappings():
+            found[row["order_id"]] = to_snapshot(row)
+    return found
+
+
+def versions(db: Db, ids: Sequence[str]) -> dict[str, int]:
+    """The stored version of each order among `ids` (absent when not stored yet)."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(ids):
+        for order_id, version in db.execute(_VERSIONS, {"ids": chunk}):
+            found[order_id] = version
+    return found
+
+
 def list_orders(
-    session: Session, user_id: str | None = None, status: str | None = None, limit: int = 100
+    db: Db, user_id: str | None = None, status: str | None = None, limit: int = 100
 ) -> list[OrderSnapshot]:
-    stmt = select(OrderRecord).order_by(col(OrderRecord.created_at).desc()).limit(limit)
+    stmt = _SNAPSHOTS.order_by(ORDERS.c.created_at.desc()).limit(limit)
     if user_id:
-        stmt = stmt.where(OrderRecord.user_id == user_id)
+        stmt = stmt.where(ORDERS.c.user_id == user_id)
     if status:
-        stmt = stmt.where(OrderRecord.status == status)
-    return [to_snapshot(r) for r in session.exec(stmt)]
+        stmt = stmt.where(ORDERS.c.status == status)
+    return [to_snapshot(row) for row in db.execute(stmt).mappings()]
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), CHUNK):
+        yield list(ids[start : start + CHUNK])

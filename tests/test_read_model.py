@@ -8,9 +8,13 @@ import random
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import Engine
 
-from core.db import create_tables, run_db
+from api.errors import ApiError
+from api.lookup import order_to_follow
+from api.watch import OrderWatch
+from core.db import create_tables, run_db, run_sql
 from core.types import OrderLine, OrderSnapshot, OrderStatus, PaymentStatus, StatusChange
 from orders import store
 from orders.models import TABLES
@@ -31,10 +35,12 @@ def snapshot(order_id: str, version: int, status: OrderStatus) -> OrderSnapshot:
 
 
 async def save(engine: Engine, snap: OrderSnapshot) -> bool:
-    return await run_db(engine, lambda s: store.apply_snapshot(s, snap))
+    """As the save_order activity writes: SQL on a plain connection."""
+    return await run_sql(engine, lambda c: store.apply_snapshot(c, snap))
 
 
 async def stored(engine: Engine, order_id: str) -> OrderSnapshot | None:
+    """Through an ORM session, as GET /orders lists: the store takes either."""
     return await run_db(engine, lambda s: store.get_order(s, order_id), read_only=True)
 
 
@@ -69,3 +75,51 @@ async def test_concurrent_saves_keep_the_newest(engine: Engine) -> None:
     assert wrote[newest] is True  # nothing can be newer, so it always writes
     got = await stored(engine, order_id)
     assert got is not None and got.version == 12
+
+
+async def test_the_watch_hands_each_stream_its_order_when_it_changes(engine: Engine) -> None:
+    create_tables(engine, TABLES)
+    watch = OrderWatch(engine, tick=0.01)
+    watch.start()
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    try:
+        with watch.subscribe(a) as sub_a, watch.subscribe(b) as sub_b:
+            await save(engine, snapshot(a, 1, OrderStatus.PENDING))
+            await asyncio.wait_for(sub_a.changed.wait(), 5)
+            got = sub_a.take()
+            assert got is not None and got.version == 1 and got.status == OrderStatus.PENDING
+            assert not sub_a.changed.is_set() and sub_a.take() is None
+            # Two saves between ticks: the stream gets the newest; an older one is no news.
+            await save(engine, snapshot(a, 2, OrderStatus.RESERVED))
+            await save(engine, snapshot(a, 3, OrderStatus.PAID))
+            await save(engine, snapshot(a, 2, OrderStatus.RESERVED))
+            await asyncio.wait_for(sub_a.changed.wait(), 5)
+            got = sub_a.take()
+            if got is not None and got.version == 2:  # a tick fell between the saves
+                await asyncio.wait_for(sub_a.changed.wait(), 5)
+                got = sub_a.take()
+            assert got is not None and got.version == 3 and got.status == OrderStatus.PAID
+            await asyncio.sleep(0.1)
+            assert not sub_a.changed.is_set()
+            assert not sub_b.changed.is_set()  # nothing stored for b: no wake-up
+    finally:
+        await watch.stop()
+
+
+async def test_a_just_started_order_is_followed_without_temporal(engine: Engine) -> None:
+    create_tables(engine, TABLES)
+    watch = OrderWatch(engine)
+    order_id = uuid.uuid4().hex
+    # Unknown, and no Temporal client to ask: 503 rather than a guess.
+    with pytest.raises(ApiError) as err:
+        await order_to_follow(None, engine, watch, order_id)
+    assert err.value.status == 503
+    # Started by this API: its PENDING view, before the workflow's first save.
+    pending = snapshot(order_id, 0, OrderStatus.PENDING)
+    watch.started(pending)
+    assert await order_to_follow(None, engine, watch, order_id) == pending
+    # Once stored, the read model answers, and the just-started view is forgotten.
+    await save(engine, snapshot(order_id, 2, OrderStatus.RESERVED))
+    got = await order_to_follow(None, engine, watch, order_id)
+    assert got.version == 2 and got.status == OrderStatus.RESERVED
+    assert watch.just_started(order_id) is None

@@ -91,8 +91,8 @@ async def test_every_recorded_history_replays() -> None:
 
 
 def test_replay_cli_on_the_histories_folder() -> None:
-    folders = sorted({str(p.parent.relative_to(ROOT)) for p in FILES})
-    proc = run_replay_cli(*folders)
+    # A folder is searched with its subfolders (older recordings, kept after a patch).
+    proc = run_replay_cli(str(HISTORIES.relative_to(ROOT)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = result_lines(proc.stdout)
     assert len(lines) == len(FILES)
@@ -144,7 +144,10 @@ async def test_a_new_activity_without_patched_is_nondeterministic() -> None:
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert isinstance(result.replay_failure, NondeterminismError), history.workflow_id
-        assert "send_notification" in str(result.replay_failure)
+        # The new activity, or, in a history with an earlier patch's marker, that marker:
+        # either way the commands no longer match the history.
+        message = str(result.replay_failure)
+        assert "send_notification" in message or "patch marker" in message, message
 
 
 async def test_the_same_change_behind_patched_replays() -> None:
@@ -195,10 +198,12 @@ async def finished_order(
     assert snap.status == OrderStatus.FAILED and snap.failure_reason == "USER_NOT_FOUND"
     # Visibility (what --query lists) catches up with the workflow's end asynchronously.
     query = f'WorkflowId="{workflow_id_for(order_id)}" AND ExecutionStatus="Completed"'
-    for _ in range(100):
+    for _ in range(300):
         if [wf async for wf in dev_env.client.list_workflows(query)]:
             break
         await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"{query} listed nothing within 30 s")
     return workflow_id_for(order_id)
 
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -26,6 +27,7 @@ from core.types import (
 )
 from tests.fakes import FakeShop
 from worker import WORKFLOWS
+from workflows.place_order import CUSTOMER_ID, ORDER_STATUS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,7 +83,10 @@ async def dev_worker(
 
 
 async def start(
-    env: WorkflowEnvironment, task_queue: str, **overrides: object
+    env: WorkflowEnvironment,
+    task_queue: str,
+    search_attributes: TypedSearchAttributes | None = None,
+    **overrides: object,
 ) -> WorkflowHandle[object, OrderSnapshot]:
     order_id = uuid.uuid4().hex
     inp = PlaceOrderInput(
@@ -96,6 +101,7 @@ async def start(
         id=workflow_id_for(order_id),
         task_queue=task_queue,
         result_type=OrderSnapshot,
+        search_attributes=search_attributes,
     )
     STARTED.append(handle)
     return handle
@@ -450,3 +456,40 @@ async def test_long_lived_order_continues_as_new_and_keeps_its_state(
     done = await fresh.execute_update("request_deliver", result_type=OrderSnapshot)
     assert done.status == OrderStatus.DELIVERED
     assert shop.notifications.count((first.order_id, "ORDER_CONFIRMED")) == 1
+
+
+async def upserted(handle: WorkflowHandle[object, OrderSnapshot]) -> list[set[str]]:
+    """The search attribute names of each upsert in the workflow's history, in order."""
+    return [
+        set(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+        for e in (await handle.fetch_history()).events
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+
+
+@pytest.mark.parametrize("set_at_start", [True, False], ids=["set-at-start", "not-set"])
+async def test_search_attributes_are_upserted_only_when_they_change(
+    dev_env: WorkflowEnvironment,
+    task_queue: str,
+    dev_worker: Worker,
+    shop: FakeShop,
+    set_at_start: bool,
+) -> None:
+    # The API starts PlaceOrder with OrderStatus=PENDING and CustomerId set (each upsert
+    # costs the server a visibility write); a workflow started without them gets them.
+    attrs = TypedSearchAttributes(
+        [SearchAttributePair(ORDER_STATUS, "PENDING"), SearchAttributePair(CUSTOMER_ID, "u-1")]
+    )
+    handle = await start(dev_env, task_queue, search_attributes=attrs if set_at_start else None)
+    await wait_for(handle, OrderStatus.PAID)
+    # The first is the core SDK's TemporalChangeVersion for the workflow's one patch id.
+    first = [{"OrderStatus", "CustomerId"}] if not set_at_start else []
+    assert await upserted(handle) == [
+        {"TemporalChangeVersion"},
+        *first,
+        {"OrderStatus"},  # RESERVED
+        {"OrderStatus"},  # PAID
+    ]
+    desc = await handle.describe()
+    assert desc.typed_search_attributes.get(ORDER_STATUS) == "PAID"
+    assert desc.typed_search_attributes.get(CUSTOMER_ID) == "u-1"

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, status
 from sqlalchemy import Engine
@@ -30,9 +30,10 @@ from api.deps import (
     EngineDep,
     IdempotencyKey,
     SettingsDep,
+    WatchDep,
 )
 from api.errors import ApiError
-from api.lookup import find_order
+from api.lookup import find_order, pending_snapshot
 from api.models import CheckoutCreate, CheckoutPublic, error_responses
 from core.types import OrderItem, OrderStatus, PlaceOrderInput, workflow_id_for
 from workflows.place_order import CUSTOMER_ID, ORDER_STATUS, PlaceOrder
@@ -70,6 +71,7 @@ async def checkout(
     connector: ConnectorDep,
     settings: SettingsDep,
     engine: EngineDep,
+    watch: WatchDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CheckoutPublic:
     """Places an order: 202 with its id; follow it with GET /orders/{order_id}."""
@@ -107,6 +109,7 @@ async def checkout(
         )
     except WorkflowAlreadyStartedError:
         return await _replay(client, engine, order_id, digest)
+    watch.started(pending_snapshot(order_id, body.user_id, items, datetime.now(UTC)))
     log.info("order %s started for user %s (%d item(s))", order_id, body.user_id, n)
     return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=OrderStatus.PENDING)
 

@@ -88,7 +88,7 @@ async def order_events(
     """Server-sent events: a `status` event with the order now and on every change; the
     stream ends after a final status (DELIVERED, FAILED, CANCELLED)."""
     client = await connector.get_or_none()
-    first = await order_to_follow(client, engine, order_id)  # 404 before the stream starts
+    first = await order_to_follow(client, engine, watch, order_id)  # 404 before the stream starts
     # Set by sse-starlette when the server shuts down: the stream then ends cleanly.
     shutdown = anyio.Event()
     return EventSourceResponse(
@@ -108,7 +108,7 @@ async def _events(
     shutdown: anyio.Event,
 ) -> AsyncIterator[ServerSentEvent]:
     """Follows the order through the read model, which the workflow writes on every status
-    change: the API's OrderWatch notices a new version within a tick (0.1 s) for all open
+    change: the API's OrderWatch reads a new version within a tick (0.05 s) for all open
     streams at once, far cheaper than a `status` query per stream (a round trip through
     the server and the worker). Without news for QUERY_EVERY seconds, the workflow itself is
     asked, in case a save is late (its activity retrying)."""
@@ -116,7 +116,7 @@ async def _events(
     # One event per entry of the order's status history, so a change is never merged into
     # the next one however fast they come; an order with no history yet shows as it is.
     sent = 0
-    with watch.subscribe(snap.order_id) as changed:
+    with watch.subscribe(snap.order_id) as sub:
         while True:
             views = [
                 snap.model_copy(update={"status": h.status, "history": snap.history[: i + 1]})
@@ -131,17 +131,16 @@ async def _events(
             sent = max(sent, len(views) if snap.history else 0)
             if snap.status.is_final or await request.is_disconnected():
                 return
-            await _first_of(changed, shutdown, timeout=QUERY_EVERY)
+            await _first_of(sub.changed, shutdown, timeout=QUERY_EVERY)
             if shutdown.is_set():
                 return
-            try:
-                if changed.is_set():
-                    changed.clear()
-                    latest = await stored_order(engine, snap.order_id)
-                else:
+            if sub.changed.is_set():
+                latest = sub.take()
+            else:
+                try:
                     latest = await find_order(client, engine, snap.order_id)
-            except (ApiError, RPCError):
-                continue  # a blip of Temporal: keep the stream, try again later
+                except (ApiError, RPCError):
+                    continue  # a blip of Temporal: keep the stream, try again later
             if latest is not None and latest.version > snap.version:
                 snap = latest
 
