@@ -57,7 +57,7 @@ from core.run import (
     wait_for_http,
     wait_for_temporal,
 )
-from worker import WORKFLOW_RUNNER, compile_sandboxed_modules, connect
+from worker import WORKER_OPTIONS, WORKFLOW_RUNNER, compile_sandboxed_modules, connect
 
 GOOD_CARD = "4242424242424242"
 ORDER_TIMEOUT = 120.0  # one order from POST to PAID, or one BenchNoop run
@@ -247,7 +247,7 @@ def build_noop_worker(client: Client, task_queue: str) -> Worker:
         workflows=[BenchNoop],
         activities=[noop_step],
         workflow_runner=WORKFLOW_RUNNER,
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        **WORKER_OPTIONS,
     )
 
 
