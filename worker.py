@@ -30,6 +30,7 @@ from activities.product import ProductActivities
 from activities.user import UserActivities
 from core.config import Settings, get_settings
 from core.db import create_tables, make_engine
+from core.runtime import freeze_startup_objects
 from orders.models import TABLES as ORDER_TABLES
 from proto.shop.v1 import (
     inventory_pb2_grpc,
@@ -130,6 +131,7 @@ async def main() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with worker:
+            freeze_startup_objects()
             log.info(
                 "worker polling task queue %r on %s",
                 settings.temporal_task_queue,

@@ -16,7 +16,7 @@ def main() -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_gc=True),
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),

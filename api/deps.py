@@ -111,27 +111,32 @@ class TemporalConnector:
             raise temporal_unavailable(f"cannot connect to {self._target}") from err
 
 
-def get_settings(request: Request) -> Settings:
+# The getters only read app.state: `async def`, so FastAPI calls them on the event loop.
+# A plain `def` dependency runs in the thread pool: one thread hop per dependency per
+# request, which under load made up much of POST /checkout's time before its handler ran.
+
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_stubs(request: Request) -> Stubs:
+async def get_stubs(request: Request) -> Stubs:
     stubs: Stubs = request.app.state.stubs
     return stubs
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_watch(request: Request) -> OrderWatch:
+async def get_watch(request: Request) -> OrderWatch:
     watch: OrderWatch = request.app.state.watch
     return watch
 
 
-def get_connector(request: Request) -> TemporalConnector:
+async def get_connector(request: Request) -> TemporalConnector:
     connector: TemporalConnector = request.app.state.temporal
     return connector
 

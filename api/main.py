@@ -16,6 +16,7 @@ from api.routes import checkout, health, orders, products, users
 from api.watch import OrderWatch
 from core.config import Settings, get_settings
 from core.db import create_tables, make_engine
+from core.runtime import freeze_startup_objects
 from orders.models import TABLES as ORDER_TABLES
 
 log = logging.getLogger("api")
@@ -29,9 +30,12 @@ TAGS = [
 ]
 
 
-def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, client: Client | None = None, *, freeze_gc: bool = False
+) -> FastAPI:
     """Builds the app. `client` (tests) is used as is; otherwise the lifespan connects, and
-    if Temporal is down then, routes that need it connect on first use or answer 503."""
+    if Temporal is down then, routes that need it connect on first use or answer 503.
+    `freeze_gc` (the API process, not tests): see core.runtime.freeze_startup_objects."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -48,6 +52,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         watch.start()
         if client is None:
             await connector.try_connect()
+        if freeze_gc:
+            freeze_startup_objects()
         log.info(
             "API ready: Temporal %s (%s), services %s",
             settings.temporal_target,

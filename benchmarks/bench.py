@@ -57,6 +57,7 @@ from core.run import (
     wait_for_http,
     wait_for_temporal,
 )
+from core.runtime import freeze_startup_objects
 from worker import WORKER_OPTIONS, WORKFLOW_RUNNER, compile_sandboxed_modules, connect
 
 GOOD_CARD = "4242424242424242"
@@ -416,6 +417,8 @@ async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -
         task_queue = f"bench-noop-{uuid.uuid4().hex[:12]}"
         if args.warmup:
             await measure_noop(client, args.warmup, args.concurrency, task_queue)
+        # The no-op worker runs here: set up like worker.py's process, GC included.
+        freeze_startup_objects()
         pids = {name: proc.pid for name, proc in sup.children} | {"bench": os.getpid()}
         # Rounds alternate saga and noop, so both see the same machine: on a shared VM the
         # speed drifts by more than the gap measured. The ratio is the median of the rounds'.

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from core.config import get_settings
 from core.db import create_tables, make_engine
+from core.runtime import freeze_startup_objects
 from proto.shop.v1 import (
     inventory_pb2,
     inventory_pb2_grpc,
@@ -207,6 +208,7 @@ async def serve(services: Iterable[str] = ALL_SERVICES) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await built.server.start()
+    freeze_startup_objects()
     log.info(
         "gRPC services ready on port %d: %s (database %s)",
         built.port,
