@@ -28,15 +28,23 @@ from orders import store
 log = logging.getLogger("api")
 TICK = 0.05  # seconds between two reads of the watched orders' versions
 # Orders started here and not yet seen in the read model; the oldest go first beyond this.
-JUST_STARTED_MAX = 10_000
+JUST_STARTED_MAX = 1_000
 
 
 class Subscription:
-    """What a stream waits on: `changed` is set when `latest` holds a newer stored order."""
+    """What a stream waits on: `changed` is set when `latest` holds a stored order newer
+    than `version`, the newest the stream has (from the watch or from elsewhere)."""
 
-    def __init__(self) -> None:
+    def __init__(self, version: int) -> None:
+        self.version = version
         self.changed = asyncio.Event()
         self.latest: OrderSnapshot | None = None
+
+    def offer(self, snap: OrderSnapshot) -> None:
+        if snap.version > self.version:
+            self.version = snap.version
+            self.latest = snap
+            self.changed.set()
 
     def take(self) -> OrderSnapshot | None:
         """The newest stored order delivered since the last take (clears `changed`)."""
@@ -50,7 +58,6 @@ class OrderWatch:
         self._engine = engine
         self._tick = tick
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
-        self._versions: dict[str, int] = {}
         self._wanted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._just_started: OrderedDict[str, OrderSnapshot] = OrderedDict()
@@ -79,9 +86,10 @@ class OrderWatch:
         self._just_started.pop(order_id, None)
 
     @contextmanager
-    def subscribe(self, order_id: str) -> Iterator[Subscription]:
-        """Delivers the stored order each time its version grows, until the block exits."""
-        sub = Subscription()
+    def subscribe(self, order_id: str, version: int = -1) -> Iterator[Subscription]:
+        """Delivers the stored order whenever it is newer than what the subscriber has
+        (`version` to begin with), until the block exits."""
+        sub = Subscription(version)
         self._subscribers[order_id].add(sub)
         self._wanted.set()
         try:
@@ -92,7 +100,6 @@ class OrderWatch:
                 subscribers.discard(sub)
                 if not subscribers:
                     del self._subscribers[order_id]
-                    self._versions.pop(order_id, None)
 
     async def _run(self) -> None:
         while True:
@@ -102,7 +109,12 @@ class OrderWatch:
             await asyncio.sleep(self._tick)
             if not self._subscribers:
                 continue
-            known = {order_id: self._versions.get(order_id, -1) for order_id in self._subscribers}
+            # Per order, the oldest version a subscriber has: each gets what is newer for it.
+            known = {
+                order_id: min(sub.version for sub in subs)
+                for order_id, subs in self._subscribers.items()
+                if subs
+            }
             try:
                 news = await run_sql(self._engine, partial(_news, known=known), read_only=True)
             except Exception as err:  # noqa: BLE001 - a blip: the streams fall back to queries
@@ -110,12 +122,8 @@ class OrderWatch:
                 continue
             for order_id, snap in news.items():
                 self._just_started.pop(order_id, None)
-                if snap.version <= self._versions.get(order_id, -1):
-                    continue
-                self._versions[order_id] = snap.version
                 for sub in self._subscribers.get(order_id, ()):
-                    sub.latest = snap
-                    sub.changed.set()
+                    sub.offer(snap)
 
 
 def _news(conn: Connection, known: dict[str, int]) -> dict[str, OrderSnapshot]:

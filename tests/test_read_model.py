@@ -102,6 +102,16 @@ async def test_the_watch_hands_each_stream_its_order_when_it_changes(engine: Eng
             await asyncio.sleep(0.1)
             assert not sub_a.changed.is_set()
             assert not sub_b.changed.is_set()  # nothing stored for b: no wake-up
+            # A stream that joins late, from an older read, still gets what is newer for it,
+            # although another stream of the same order already has it.
+            with watch.subscribe(a, 1) as late:
+                await asyncio.wait_for(late.changed.wait(), 5)
+                got = late.take()
+                assert got is not None and got.version == 3
+            # One that joins up to date is not woken.
+            with watch.subscribe(a, 3) as current:
+                await asyncio.sleep(0.1)
+                assert not current.changed.is_set()
     finally:
         await watch.stop()
 

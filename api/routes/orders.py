@@ -116,7 +116,7 @@ async def _events(
     # One event per entry of the order's status history, so a change is never merged into
     # the next one however fast they come; an order with no history yet shows as it is.
     sent = 0
-    with watch.subscribe(snap.order_id) as sub:
+    with watch.subscribe(snap.order_id, snap.version) as sub:
         while True:
             views = [
                 snap.model_copy(update={"status": h.status, "history": snap.history[: i + 1]})
@@ -143,6 +143,7 @@ async def _events(
                     continue  # a blip of Temporal: keep the stream, try again later
             if latest is not None and latest.version > snap.version:
                 snap = latest
+                sub.version = max(sub.version, snap.version)
 
 
 async def _first_of(a: asyncio.Event, b: anyio.Event, timeout: float) -> None:
