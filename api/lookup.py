@@ -126,16 +126,16 @@ async def order_to_follow(
     client: Client | None, engine: Engine, watch: OrderWatch, order_id: str
 ) -> OrderSnapshot:
     """Where an order stream (SSE) starts: the read model, which the workflow writes on every
-    status change, or, before its first save, PENDING: as this API started it, or from the
-    workflow's start (a describe, answered by the server alone). Cheaper than `find_order`'s
-    query, which costs the worker a workflow task; the stream then follows the read model.
-    ApiError 404 if unknown."""
+    status change, or PENDING: as this API started it (until the watch has seen it stored;
+    the stream then gets the stored order at the watch's next tick), or, before the first
+    save, from the workflow's start (a describe, answered by the server alone). Cheaper than
+    `find_order`'s query, which costs the worker a workflow task; the stream then follows
+    the read model. ApiError 404 if unknown."""
+    if (started := watch.just_started(order_id)) is not None:
+        return started  # the watch delivers whatever newer the read model holds
     stored = await stored_order(engine, order_id)
     if stored is not None:
-        watch.stored(order_id)
         return stored
-    if (started := watch.just_started(order_id)) is not None:
-        return started
     if client is None:
         raise temporal_unavailable()
     snap = await pending_from_memo(client, order_id)

@@ -118,7 +118,7 @@ async def test_the_watch_hands_each_stream_its_order_when_it_changes(engine: Eng
 
 async def test_a_just_started_order_is_followed_without_temporal(engine: Engine) -> None:
     create_tables(engine, TABLES)
-    watch = OrderWatch(engine)
+    watch = OrderWatch(engine, tick=0.01)
     order_id = uuid.uuid4().hex
     # Unknown, and no Temporal client to ask: 503 rather than a guess.
     with pytest.raises(ApiError) as err:
@@ -128,8 +128,17 @@ async def test_a_just_started_order_is_followed_without_temporal(engine: Engine)
     pending = snapshot(order_id, 0, OrderStatus.PENDING)
     watch.started(pending)
     assert await order_to_follow(None, engine, watch, order_id) == pending
-    # Once stored, the read model answers, and the just-started view is forgotten.
+    # Stored meanwhile: a stream from the just-started view gets the stored order at the
+    # watch's next tick, and from then on the view is forgotten; the read model answers.
     await save(engine, snapshot(order_id, 2, OrderStatus.RESERVED))
+    watch.start()
+    try:
+        with watch.subscribe(order_id, pending.version) as sub:
+            await asyncio.wait_for(sub.changed.wait(), 5)
+            got = sub.take()
+            assert got is not None and got.version == 2 and got.status == OrderStatus.RESERVED
+    finally:
+        await watch.stop()
+    assert watch.just_started(order_id) is None
     got = await order_to_follow(None, engine, watch, order_id)
     assert got.version == 2 and got.status == OrderStatus.RESERVED
-    assert watch.just_started(order_id) is None
