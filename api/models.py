@@ -118,7 +118,10 @@ class CheckoutItem(BaseModel):
 
 class PaymentDetails(BaseModel):
     card_number: str = Field(
-        description="12-19 digits; spaces are ignored", examples=["4242 4242 4242 4242"]
+        description="12-19 digits; spaces are ignored",
+        examples=["4242 4242 4242 4242"],
+        # What the validator below accepts, for the OpenAPI schema and its clients.
+        json_schema_extra={"pattern": r"^ *(?:[0-9] *){12,19}$"},
     )
 
     @field_validator("card_number")

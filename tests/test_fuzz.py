@@ -15,6 +15,7 @@ answers 404 before any stream starts; a request timeout bounds it should one eve
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,9 +30,11 @@ import pytest
 import schemathesis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, settings
+from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from api.models import PaymentDetails
 from core.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,3 +149,28 @@ def test_api_never_fails_on_any_input(case: schemathesis.Case, fuzz_app: Any) ->
             error_shape,
         ],
     )
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        "4242424242424242",
+        "4242 4242 4242 4242",
+        " 424242424242 ",
+        "1234567890123456789",
+        "42424242424",  # 11 digits
+        "12345678901234567890",  # 20
+        "4242-4242-4242-4242",
+        "",
+        "４２４２４２４２４２４２４２４２",  # full-width digits
+    ],
+)
+def test_the_documented_card_pattern_is_what_checkout_accepts(card: str) -> None:
+    schema = create_app().openapi()["components"]["schemas"]["PaymentDetails"]
+    documented = re.fullmatch(schema["properties"]["card_number"]["pattern"], card, re.ASCII)
+    try:
+        PaymentDetails(card_number=card)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert accepted == (documented is not None)
