@@ -62,7 +62,7 @@ from worker import WORKER_OPTIONS, WORKFLOW_RUNNER, compile_sandboxed_modules, c
 
 GOOD_CARD = "4242424242424242"
 ORDER_TIMEOUT = 120.0  # one order from POST to PAID, or one BenchNoop run
-MEASURED = ("worker", "services", "api")
+MEASURED = ("temporal", "worker", "services", "api")
 
 
 def say(message: str) -> None:

@@ -60,7 +60,7 @@ def test_bench_runs_end_to_end_and_prints_json(tmp_path: Path) -> None:
     for key in ("saga_orders_per_s", "noop_orders_per_s", "ratio", "post_p50_ms",
                 "post_p99_ms", "paid_p50_ms", "paid_p99_ms"):  # fmt: skip
         assert result[key] > 0, key
-    assert set(result["rss_mb"]) == {"worker", "services", "api"}
+    assert set(result["rss_mb"]) == {"temporal", "worker", "services", "api"}
     assert all(v and v > 0 for v in result["rss_mb"].values())
     assert "PlaceOrder via REST" in done.stdout and "BenchNoop" in done.stdout
     assert (data_dir / "temporal.db").exists()  # the dev server persisted to DATA_DIR
