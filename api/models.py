@@ -60,7 +60,11 @@ class HealthPublic(BaseModel):
 class UserCreate(BaseModel):
     email: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)
-    ] = Field(examples=["ada@example.com"])
+    ] = Field(
+        examples=["ada@example.com"],
+        # What the validator below accepts (around the whitespace it strips), for the schema.
+        json_schema_extra={"pattern": r"^\s*[^@\s]+@\S+\s*$"},
+    )
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
     @field_validator("email")

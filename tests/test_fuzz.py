@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from api.models import PaymentDetails
+from api.models import PaymentDetails, UserCreate
 from core.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,6 +170,32 @@ def test_the_documented_card_pattern_is_what_checkout_accepts(card: str) -> None
     documented = re.fullmatch(schema["properties"]["card_number"]["pattern"], card, re.ASCII)
     try:
         PaymentDetails(card_number=card)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert accepted == (documented is not None)
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ada@example.com",
+        "  ada@example.com ",
+        "a@b",
+        "a@b@c",  # the first @ splits; the rest is the domain
+        "ada example@x.com",
+        "ada@exa mple.com",
+        "@example.com",
+        "ada@",
+        "ada",
+        "ada\u2003@example.com",  # an em space
+    ],
+)
+def test_the_documented_email_pattern_is_what_sign_up_accepts(email: str) -> None:
+    schema = create_app().openapi()["components"]["schemas"]["UserCreate"]
+    documented = re.fullmatch(schema["properties"]["email"]["pattern"], email)
+    try:
+        UserCreate(email=email, name="Ada")
         accepted = True
     except ValidationError:
         accepted = False
