@@ -1,8 +1,8 @@
 """Reads and writes of the order read model.
 
-SQL expressions (Core), not ORM objects: the workflow writes a row on every status change
-and order streams read them, so these are hot paths. Every function takes a `Connection`
-(core.db.run_sql) or a `Session` (core.db.run_db): both execute the same statements.
+SQL expressions (Core) on a plain `Connection` (core.db.run_sql), not ORM objects: the
+workflow writes a row on every status change and order streams read them, so these are hot
+paths.
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session
 
 from core.types import OrderSnapshot
 from orders.models import OrderRecord, utcnow
-
-Db = Connection | Session
 
 ORDERS: Table = OrderRecord.__table__  # type: ignore[assignment]
 SNAPSHOT_COLUMNS = (
@@ -39,11 +36,7 @@ _VERSIONS = select(ORDERS.c.order_id, ORDERS.c.version).where(_BY_IDS)
 CHUNK = 500  # ids per IN (...), well within SQLite's and PostgreSQL's parameter limits
 
 
-def _dialect(db: Db) -> str:
-    return db.dialect.name if isinstance(db, Connection) else db.get_bind().dialect.name
-
-
-def apply_snapshot(db: Db, snap: OrderSnapshot) -> bool:
+def apply_snapshot(db: Connection, snap: OrderSnapshot) -> bool:
     """Stores the snapshot unless the row already holds the same or a newer version.
 
     Activities may be retried and run out of order; the version makes the write idempotent
@@ -53,7 +46,7 @@ def apply_snapshot(db: Db, snap: OrderSnapshot) -> bool:
     """
     data = snap.model_dump(mode="json")
     values = {name: data[name] for name in SNAPSHOT_COLUMNS} | {"updated_at": utcnow()}
-    insert = pg_insert if _dialect(db) == "postgresql" else sqlite_insert
+    insert = pg_insert if db.dialect.name == "postgresql" else sqlite_insert
     stmt = insert(ORDERS).values(created_at=values["updated_at"], **values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[ORDERS.c.order_id],
@@ -68,12 +61,12 @@ def to_snapshot(row: Mapping[str, Any]) -> OrderSnapshot:
     return OrderSnapshot.model_validate({name: row[name] for name in SNAPSHOT_COLUMNS})
 
 
-def get_order(db: Db, order_id: str) -> OrderSnapshot | None:
+def get_order(db: Connection, order_id: str) -> OrderSnapshot | None:
     row = db.execute(_SNAPSHOTS.where(ORDERS.c.order_id == order_id)).mappings().first()
     return to_snapshot(row) if row else None
 
 
-def get_orders(db: Db, ids: Sequence[str]) -> dict[str, OrderSnapshot]:
+def get_orders(db: Connection, ids: Sequence[str]) -> dict[str, OrderSnapshot]:
     """The stored orders among `ids`, by id."""
     found: dict[str, OrderSnapshot] = {}
     for chunk in _chunks(ids):
@@ -82,7 +75,7 @@ def get_orders(db: Db, ids: Sequence[str]) -> dict[str, OrderSnapshot]:
     return found
 
 
-def versions(db: Db, ids: Sequence[str]) -> dict[str, int]:
+def versions(db: Connection, ids: Sequence[str]) -> dict[str, int]:
     """The stored version of each order among `ids` (absent when not stored yet)."""
     found: dict[str, int] = {}
     for chunk in _chunks(ids):
@@ -92,7 +85,7 @@ def versions(db: Db, ids: Sequence[str]) -> dict[str, int]:
 
 
 def list_orders(
-    db: Db, user_id: str | None = None, status: str | None = None, limit: int = 100
+    db: Connection, user_id: str | None = None, status: str | None = None, limit: int = 100
 ) -> list[OrderSnapshot]:
     stmt = _SNAPSHOTS.order_by(ORDERS.c.created_at.desc()).limit(limit)
     if user_id:

@@ -17,7 +17,7 @@ from activities.orders import OrderActivities
 from activities.payment import PaymentActivities
 from activities.product import ProductActivities
 from activities.user import UserActivities
-from core.db import create_tables, run_db
+from core.db import create_tables, run_sql
 from core.types import (
     ChargeInput,
     GetProductInput,
@@ -204,8 +204,8 @@ async def test_save_order_keeps_the_newest_version(engine: Engine) -> None:
     paid = snap.model_copy(update={"status": OrderStatus.PAID, "version": 3})
     await env.run(acts.save_order, paid)
     await env.run(acts.save_order, snap)  # a late retry of an older write is ignored
-    stored = await run_db(engine, lambda s: store.get_order(s, snap.order_id))
+    stored = await run_sql(engine, lambda c: store.get_order(c, snap.order_id))
     assert stored is not None and stored.status == OrderStatus.PAID and stored.version == 3
     assert stored.items == snap.items and stored.history[0].at == now
-    listed = await run_db(engine, lambda s: store.list_orders(s, user_id="u"))
+    listed = await run_sql(engine, lambda c: store.list_orders(c, user_id="u"))
     assert snap.order_id in [o.order_id for o in listed]

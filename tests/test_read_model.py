@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from api.errors import ApiError
 from api.lookup import order_to_follow
 from api.watch import OrderWatch
-from core.db import create_tables, run_db, run_sql
+from core.db import create_tables, run_sql
 from core.types import OrderLine, OrderSnapshot, OrderStatus, PaymentStatus, StatusChange
 from orders import store
 from orders.models import TABLES
@@ -40,8 +40,7 @@ async def save(engine: Engine, snap: OrderSnapshot) -> bool:
 
 
 async def stored(engine: Engine, order_id: str) -> OrderSnapshot | None:
-    """Through an ORM session, as GET /orders lists: the store takes either."""
-    return await run_db(engine, lambda s: store.get_order(s, order_id), read_only=True)
+    return await run_sql(engine, lambda c: store.get_order(c, order_id), read_only=True)
 
 
 async def test_newer_versions_win_and_late_or_repeated_saves_are_no_ops(engine: Engine) -> None:

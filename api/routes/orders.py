@@ -30,7 +30,7 @@ from api.models import (
     error_responses,
 )
 from api.watch import OrderWatch
-from core.db import run_db
+from core.db import run_sql
 from core.types import CancelRequest, OrderSnapshot, OrderStatus, workflow_id_for
 from orders.store import list_orders as store_list_orders
 from proto.shop.v1 import payment_pb2
@@ -53,10 +53,10 @@ async def list_orders(
     limit: int = Query(default=50, ge=1, le=200),
 ) -> list[OrderPublic]:
     """Orders from the read model, newest first."""
-    snaps = await run_db(
+    snaps = await run_sql(
         engine,
-        lambda s: store_list_orders(
-            s, user_id=user_id, status=status.value if status else None, limit=limit
+        lambda c: store_list_orders(
+            c, user_id=user_id, status=status.value if status else None, limit=limit
         ),
         read_only=True,
     )
