@@ -14,8 +14,10 @@ API, all on free ports. Seeds one user and one product, then measures on the sam
         activities) started by C concurrent Temporal clients, each waiting for the result,
         on a worker of the same configuration in this process: orders/s and start->complete.
 
-Prints a table, the peak memory (VmHWM) of the worker, services and API processes, and a
-last line of JSON. Stops everything it started, also on Ctrl-C or failure.
+Prints a table, the mean time of each step (workflow task, activity) from a sample of
+each side's histories (benchmarks/steps.py), the peak memory (VmHWM) of the dev server,
+worker, services and API processes, and a last line of JSON. Stops everything it started,
+also on Ctrl-C or failure.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from benchmarks.noop import ACTIVITIES_PER_ORDER, BenchNoop, noop_step
+from benchmarks.steps import sample_steps, steps_table
 from core.config import Settings
 from core.run import (
     DEV_SERVER_IP,
@@ -442,9 +445,14 @@ async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -
     ratios = [a.per_s / b.per_s for a, b in zip(sagas, noops, strict=True)]
     saga, noop = combine(sagas), combine(noops)
     rss = {name: peak_rss_mb(pids[name]) for name in MEASURED}
+    steps = {
+        "saga": (await sample_steps(client, "WorkflowType='PlaceOrder'")).means(),
+        "noop": (await sample_steps(client, "WorkflowType='BenchNoop'")).means(),
+    }
     print(
         f"\n{table(saga, noop, statistics.median(ratios))}\n"
-        f"ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}\n\npeak RSS (VmHWM): "
+        f"ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}\n\n"
+        f"{steps_table(steps['saga'], steps['noop'])}\n\npeak RSS (VmHWM): "
         + ", ".join(f"{k} {v} MiB" for k, v in rss.items())
         + f"\n{ACTIVITIES_PER_ORDER} activities per order; {args.rounds} round(s) of "
         f"{args.orders} orders each for saga and noop"
@@ -455,7 +463,9 @@ async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -
         + "\n",
         flush=True,
     )
-    return summary(args.orders, args.concurrency, saga, noop, rss, cpu, ratios)
+    return summary(args.orders, args.concurrency, saga, noop, rss, cpu, ratios) | {
+        "steps_ms": steps
+    }
 
 
 def _add(total: dict[str, float], more: dict[str, float]) -> None:
