@@ -2,7 +2,9 @@
 
 Business failures (unknown user or product, no stock, declined card) are the saga's to
 find: the order then ends FAILED. With an `Idempotency-Key` the order id is derived from
-the key, so the workflow id is the deduplication: a retry starts nothing new.
+the key, so the workflow id is the deduplication: a retry starts nothing new. Once the
+server has dropped a closed workflow (the namespace's retention), the read model still
+remembers its order, and a retry gets that order instead of a second workflow.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
     IDEMPOTENCY_NAMESPACE,
@@ -33,9 +36,9 @@ from api.deps import (
     WatchDep,
 )
 from api.errors import ApiError
-from api.lookup import find_order, pending_snapshot
+from api.lookup import find_order, pending_snapshot, stored_order
 from api.models import CheckoutCreate, CheckoutPublic, error_responses
-from core.types import OrderItem, OrderStatus, PlaceOrderInput, workflow_id_for
+from core.types import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
 from workflows.place_order import CUSTOMER_ID, ORDER_STATUS, PlaceOrder
 
 log = logging.getLogger("api")
@@ -81,6 +84,9 @@ async def checkout(
     digest = request_hash(body)
     n = sum(i.quantity for i in body.items)
     items = [i.model_dump() for i in body.items]
+    if idempotency_key is not None and (stored := await stored_order(engine, order_id)):
+        # A retry of an order placed before; its workflow may be gone already.
+        return await _replay(client, engine, order_id, digest, body, stored)
     try:
         await client.start_workflow(
             PlaceOrder.run,
@@ -89,6 +95,7 @@ async def checkout(
                 user_id=body.user_id,
                 items=[OrderItem(**i) for i in items],
                 card_number=body.payment.card_number,
+                fulfilment_deadline_seconds=settings.fulfilment_deadline_seconds,
             ),
             id=wf_id,
             task_queue=settings.temporal_task_queue,
@@ -108,21 +115,51 @@ async def checkout(
             rpc_timeout=START_TIMEOUT,
         )
     except WorkflowAlreadyStartedError:
-        return await _replay(client, engine, order_id, digest)
+        return await _replay(client, engine, order_id, digest, body)
     watch.started(pending_snapshot(order_id, body.user_id, items, datetime.now(UTC)))
     log.info("order %s started for user %s (%d item(s))", order_id, body.user_id, n)
     return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=OrderStatus.PENDING)
 
 
-async def _replay(client: Client, engine: Engine, order_id: str, digest: str) -> CheckoutPublic:
+async def _replay(
+    client: Client,
+    engine: Engine,
+    order_id: str,
+    digest: str,
+    body: CheckoutCreate,
+    stored: OrderSnapshot | None = None,
+) -> CheckoutPublic:
     """The key was used before: the same request gets the same order, another one 409."""
     wf_id = workflow_id_for(order_id)
-    desc = await client.get_workflow_handle(wf_id).describe(rpc_timeout=START_TIMEOUT)
+    try:
+        desc = await client.get_workflow_handle(wf_id).describe(rpc_timeout=START_TIMEOUT)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND or stored is None:
+            raise
+        # Past retention: the request hash went with the workflow; compare with the order.
+        if not _asks_for(stored, body):
+            raise _key_reused() from None
+        return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=stored.status)
     if await desc.memo_value("request_hash", None, type_hint=str) != digest:
-        raise ApiError(
-            409,
-            "IDEMPOTENCY_KEY_REUSED",
-            "this Idempotency-Key was already used for a different request",
-        )
+        raise _key_reused()
     snap = await find_order(client, engine, order_id)
     return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=snap.status)
+
+
+def _asks_for(order: OrderSnapshot, body: CheckoutCreate) -> bool:
+    """Whether the request is the one that placed `order`: same user, same lines, and the
+    same card as far as the order knows it (its last four, once paid)."""
+    return (
+        order.user_id == body.user_id
+        and [(li.product_id, li.quantity) for li in order.items]
+        == [(i.product_id, i.quantity) for i in body.items]
+        and order.card_last4 in (None, body.payment.card_number[-4:])
+    )
+
+
+def _key_reused() -> ApiError:
+    return ApiError(
+        409,
+        "IDEMPOTENCY_KEY_REUSED",
+        "this Idempotency-Key was already used for a different request",
+    )
