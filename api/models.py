@@ -96,7 +96,9 @@ class ProductCreate(BaseModel):
     sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     description: Annotated[str, StringConstraints(max_length=2000)] = ""
-    price_cents: int = Field(ge=0, le=100_000_000_000)
+    price_cents: int = Field(
+        ge=1, le=100_000_000_000, description="at least 1: a product is never free"
+    )
     stock: int = Field(default=0, ge=0, le=10**9)
     category: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] = ""
 

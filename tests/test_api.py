@@ -110,7 +110,7 @@ async def test_users(stack: Stack) -> None:
 async def test_products(stack: Stack) -> None:
     category = f"cat-{uuid.uuid4().hex[:6]}"
     stocked = await stack.create_product(stock=7, price_cents=999, category=category)
-    empty = await stack.create_product(stock=0, price_cents=0, category=category)
+    empty = await stack.create_product(stock=0, price_cents=1, category=category)
     assert stocked["stock"] == 7 and stocked["price_cents"] == 999 and stocked["active"]
     assert empty["stock"] == 0
 
@@ -473,3 +473,17 @@ async def test_concurrent_checkouts_never_oversell(stack: Stack) -> None:
     outcome = sorted((o["status"], o["failure_reason"]) for o in orders)
     assert outcome == [("FAILED", "OUT_OF_STOCK")] * 15 + [("PAID", None)] * 5
     assert (await stack.http.get(f"/products/{p['id']}")).json()["stock"] == 0
+
+
+async def test_products_are_never_free(stack: Stack) -> None:
+    # Payment charges no zero amount: an order of free products could never be paid.
+    for price in (0, -1):
+        body = {"sku": f"s-{uuid.uuid4().hex[:10]}", "name": "Free", "price_cents": price}
+        r = await stack.http.post("/products", json=body)
+        assert r.status_code == 422, r.text
+        assert_error(r.json(), "VALIDATION_ERROR")
+        (detail,) = r.json()["error"]["details"]
+        assert detail["loc"] == ["body", "price_cents"], detail
+        assert "greater than or equal to 1" in detail["msg"], detail
+    cheapest = await stack.create_product(price_cents=1)
+    assert cheapest["price_cents"] == 1

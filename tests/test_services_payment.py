@@ -8,6 +8,7 @@ import grpc
 from sqlalchemy import Engine, text
 
 from proto.shop.v1 import payment_pb2 as pay
+from services.common import MONEY_MAX
 
 if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
@@ -78,6 +79,31 @@ async def test_declined_is_final(stubs: Stubs, expect_error: ExpectError) -> Non
     # Refunding a declined order changes nothing (it stays DECLINED).
     assert (await stubs.payment.Refund(refund(order_id))).status == pay.PAYMENT_STATUS_DECLINED
     assert len(await ledger(stubs, order_id)) == 1
+
+
+async def test_amount_above_the_limit_is_declined(stubs: Stubs, expect_error: ExpectError) -> None:
+    # A processor declines such an amount: PAYMENT_DECLINED (final), not INVALID_ARGUMENT.
+    for amount in (MONEY_MAX + 1, 50 * 10_000_000_000, 2**63 - 1):
+        order_id = uid("o-")
+        for _ in range(2):
+            err = await expect_error(
+                stubs.payment.Charge(charge(order_id, GOOD, amount)),
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "PAYMENT_DECLINED",
+            )
+            assert err.details() == "card declined"
+        assert await ledger(stubs, order_id) == [(DECLINE, amount, f"{order_id}:c")]
+        got = await stubs.payment.GetPayment(pay.GetPaymentRequest(order_id=order_id))
+        assert (got.status, got.amount_cents, got.card_last4) == (
+            pay.PAYMENT_STATUS_DECLINED,
+            amount,
+            "4242",
+        )
+    # The limit itself is paid.
+    order_id = uid("o-")
+    paid = await stubs.payment.Charge(charge(order_id, GOOD, MONEY_MAX))
+    assert (paid.status, paid.amount_cents) == (pay.PAYMENT_STATUS_CAPTURED, MONEY_MAX)
+    assert await ledger(stubs, order_id) == [(CAPTURE, MONEY_MAX, f"{order_id}:c")]
 
 
 async def test_processing_error_fails_twice_then_pays(

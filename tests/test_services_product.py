@@ -55,9 +55,9 @@ async def test_duplicate_sku(stubs: Stubs, expect_error: ExpectError) -> None:
 
 
 async def test_seeding_with_an_id_is_idempotent(stubs: Stubs, expect_error: ExpectError) -> None:
-    req = new_product(id=uid("prod-"), price_cents=0)
+    req = new_product(id=uid("prod-"), price_cents=1)
     first = await stubs.product.CreateProduct(req)
-    assert first.id == req.id and first.price_cents == 0
+    assert first.id == req.id and first.price_cents == 1
     assert await stubs.product.CreateProduct(req) == first
     await expect_error(
         stubs.product.CreateProduct(new_product(id=req.id)), grpc.StatusCode.ALREADY_EXISTS
@@ -77,6 +77,7 @@ async def test_invalid_products(stubs: Stubs, expect_error: ExpectError) -> None
         new_product(sku=""),
         new_product(name=""),
         new_product(price_cents=-1),
+        new_product(price_cents=100_000_000_001),
         new_product(sku="s" * 65),
         new_product(description="d" * 2001),
         new_product(id="i" * 65),
@@ -86,3 +87,24 @@ async def test_invalid_products(stubs: Stubs, expect_error: ExpectError) -> None
         stubs.product.GetProduct(product_pb2.GetProductRequest(id="")),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
+
+
+async def test_a_product_costs_at_least_a_cent(stubs: Stubs, expect_error: ExpectError) -> None:
+    # The payment service charges no zero amount: an order of free products could never pay.
+    err = await expect_error(
+        stubs.product.CreateProduct(new_product(price_cents=0)), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert "price_cents" in (err.details() or "")
+    # The bulk import (and the CSV import through it) validates each row the same way.
+    free, cheap = uid("FREE-"), uid("CHEAP-")
+    summary = await stubs.product.BulkCreateProducts(
+        iter(
+            [
+                product_pb2.BulkCreateProductRow(sku=free, name="Free", price_cents=0),
+                product_pb2.BulkCreateProductRow(sku=cheap, name="Cheap", price_cents=1),
+            ]
+        )
+    )
+    assert (summary.created, summary.failed) == (1, 1)
+    assert [(e.row, e.sku) for e in summary.errors] == [(1, free)]
+    assert "price_cents" in summary.errors[0].message

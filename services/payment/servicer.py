@@ -13,7 +13,6 @@ from services.common import (
     MONEY_MAX,
     grpc_method,
     ident,
-    in_range,
     read,
     rfc3339,
     transact,
@@ -114,10 +113,17 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def Charge(
         self, request: payment_pb2.ChargeRequest, context: grpc.aio.ServicerContext
     ) -> payment_pb2.PaymentResult:
-        """Captures amount_cents once per order; PAYMENT_DECLINED is final, UNAVAILABLE not."""
+        """Captures amount_cents once per order; PAYMENT_DECLINED is final, UNAVAILABLE not.
+
+        An amount above MONEY_MAX is declined like a card over its limit: it is a valid
+        request that the provider refuses, not a malformed one.
+        """
         order_id = ident("order_id", request.order_id)
         key = ident("idempotency_key", request.idempotency_key, KEY_MAX)
-        amount = in_range("amount_cents", request.amount_cents, 1, MONEY_MAX)
+        amount = request.amount_cents
+        if amount < 1:
+            raise InvalidArgument("amount_cents must be at least 1")
+        over_limit = amount > MONEY_MAX
         card = _card(request.card_number)
         last4 = card[-4:]
 
@@ -137,7 +143,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             row.attempts += 1
             row.card_last4 = last4
             row.updated_at = utcnow()
-            if card == DECLINED_CARD:
+            if card == DECLINED_CARD or over_limit:
                 row.status = DECLINED
                 row.amount_cents = amount
                 _add_entry(session, order_id, DECLINE, amount, key)
@@ -155,7 +161,8 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
 
         row, error = await transact(self._engine, work)
         if error is not None:
-            log.info("charge of order %s: %s", order_id, error.reason)
+            why = " (amount above the limit)" if over_limit else ""
+            log.info("charge of order %s: %s%s", order_id, error.reason, why)
             raise error
         return _result(row, order_id)
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # A summary carries at most this many RowErrors, so it stays far below gRPC's 4 MB limit.
 MAX_ROW_ERRORS = 1000
+PRICE_MIN = 1  # cents
 
 
 def _to_pb(row: ProductRow) -> product_pb2.Product:
@@ -64,7 +65,9 @@ class _New:
             sku=ident("sku", r.sku.strip()),
             name=text("name", r.name.strip()),
             description=text("description", r.description, TEXT_MAX, required=False),
-            price_cents=in_range("price_cents", r.price_cents, 0, MONEY_MAX),
+            # At least a cent: the payment service charges no zero amount, so an order of
+            # free products could never be paid.
+            price_cents=in_range("price_cents", r.price_cents, PRICE_MIN, MONEY_MAX),
             category=text("category", r.category.strip(), 64, required=False),
         )
 
