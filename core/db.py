@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, Table, event
+from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -79,9 +79,26 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+# Key of the PostgreSQL advisory lock that serializes create_tables ("ordrsaga" in ASCII).
+CREATE_TABLES_LOCK_KEY = 0x6F72647273616761
+
+
 def create_tables(engine: Engine, tables: Iterable[Any]) -> None:
-    """Creates the given SQLModel table classes (only those: each owner creates its own)."""
-    SQLModel.metadata.create_all(engine, tables=[_table(t) for t in tables])
+    """Creates the given SQLModel table classes (only those: each owner creates its own).
+
+    On PostgreSQL the API, the workers and the services may all start at once on a fresh
+    database, and concurrent CREATE TABLEs of one table fail in all but one (duplicate
+    pg_type or relation): a transaction-scoped advisory lock makes them take turns, and
+    each finds the tables its predecessor committed. SQLite's `BEGIN IMMEDIATE` (see
+    make_engine) serializes them already.
+    """
+    chosen = [_table(t) for t in tables]
+    if engine.dialect.name != "postgresql":
+        SQLModel.metadata.create_all(engine, tables=chosen)
+        return
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_TABLES_LOCK_KEY})
+        SQLModel.metadata.create_all(conn, tables=chosen)
 
 
 def _table(model: Any) -> Table:
