@@ -20,6 +20,8 @@ RUN mkdir -p core && touch core/__init__.py \
 
 COPY . .
 RUN pip install --no-deps . && rm -rf build *.egg-info
+# shop cannot write .pyc into /app: without these the sandbox recompiles every workflow.
+RUN python -m compileall -q /app
 
 RUN useradd --system --create-home --uid 10001 shop \
     && mkdir -p /data && chown shop /data
