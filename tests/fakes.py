@@ -47,6 +47,9 @@ class FakeShop:
         self.charge_attempts = 0
         self.voided: set[str] = set()
         self.user_delay = 0.0  # seconds get_user takes (real time)
+        # Calls ("save:PENDING", "notify:ORDER_CONFIRMED") that wait until their event is set:
+        # still in flight when the test cancels the workflow (no heartbeats, like the real ones).
+        self.gates: dict[str, asyncio.Event] = {}
 
     # --- activities ----------------------------------------------------------------------
 
@@ -127,12 +130,16 @@ class FakeShop:
     @activity.defn(name="send_notification")
     async def send_notification(self, inp: NotifyInput) -> None:
         self.calls.append(f"notify:{inp.kind.value}")
+        if gate := self.gates.get(f"notify:{inp.kind.value}"):
+            await gate.wait()
         if (inp.order_id, inp.kind.value) not in self.notifications:
             self.notifications.append((inp.order_id, inp.kind.value))
 
     @activity.defn(name="save_order")
     async def save_order(self, snap: OrderSnapshot) -> None:
         self.calls.append(f"save:{snap.status.value}")
+        if gate := self.gates.get(f"save:{snap.status.value}"):
+            await gate.wait()
         self.saved.append(snap)
 
     def activities(self) -> list[Callable[..., Any]]:

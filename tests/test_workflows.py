@@ -22,6 +22,7 @@ from core.types import (
     OrderItem,
     OrderSnapshot,
     OrderStatus,
+    PaymentStatus,
     PlaceOrderInput,
     workflow_id_for,
 )
@@ -407,6 +408,53 @@ async def test_cancelling_the_workflow_compensates_and_fails_the_order(
     assert shop.notifications[-1][1] == "ORDER_FAILED"
 
 
+async def _in_flight(shop: FakeShop, call: str) -> None:
+    for _ in range(200):
+        if call in shop.calls:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{call} never started: {shop.calls}")
+
+
+async def test_cancelling_the_workflow_while_it_saves_the_new_order_fails_it(
+    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
+) -> None:
+    gate = shop.gates["save:PENDING"] = asyncio.Event()
+    handle = await start(dev_env, task_queue)
+    await _in_flight(shop, "save:PENDING")
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    gate.set()
+    assert isinstance(info.value.cause, CancelledError)
+    # Not left PENDING for ever: the read model gets its end, the customer a notification.
+    snap = shop.saved[-1]
+    assert (snap.status, snap.failure_reason) == (OrderStatus.FAILED, "WORKFLOW_CANCELLED")
+    assert [n[1] for n in shop.notifications] == ["ORDER_FAILED"]
+    assert "reserve_stock" not in shop.calls and shop.captured == {}
+
+
+async def test_cancelling_the_workflow_while_it_confirms_refunds_the_paid_order(
+    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
+) -> None:
+    gate = shop.gates["notify:ORDER_CONFIRMED"] = asyncio.Event()
+    handle = await start(dev_env, task_queue)
+    paid = await wait_for(handle, OrderStatus.PAID)
+    await _in_flight(shop, "notify:ORDER_CONFIRMED")
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    gate.set()
+    assert isinstance(info.value.cause, CancelledError)
+    # Paid, then cancelled before it could wait to ship: refunded and restocked once.
+    snap = shop.saved[-1]
+    assert (snap.status, snap.failure_reason) == (OrderStatus.CANCELLED, "WORKFLOW_CANCELLED")
+    assert snap.payment_status == PaymentStatus.REFUNDED
+    assert shop.refunds[paid.order_id] == 1 and shop.captured[paid.order_id] == paid.total_cents
+    assert shop.reserved == {} and shop.stock == {"p-1": 10, "p-2": 10}
+    assert (paid.order_id, "ORDER_CANCELLED") in shop.notifications
+
+
 async def test_cancel_signal_before_payment_rolls_back(
     dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
 ) -> None:
@@ -456,6 +504,33 @@ async def test_long_lived_order_continues_as_new_and_keeps_its_state(
     done = await fresh.execute_update("request_deliver", result_type=OrderSnapshot)
     assert done.status == OrderStatus.DELIVERED
     assert shop.notifications.count((first.order_id, "ORDER_CONFIRMED")) == 1
+
+
+async def test_shipped_order_with_a_long_history_continues_as_new(
+    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
+) -> None:
+    handle = await start(dev_env, task_queue, max_history_events=40)
+    await wait_for(handle, OrderStatus.PAID)
+    shipped = await handle.execute_update("request_ship", result_type=OrderSnapshot)
+    assert shipped.status == OrderStatus.SHIPPED
+    first_run = (await handle.describe()).run_id
+    # A shipped order ignores `ship`; each one grows the history until it passes the limit.
+    for _ in range(200):
+        if (await handle.describe()).run_id != first_run:
+            break
+        await handle.signal("ship")
+        await asyncio.sleep(0.05)
+    for _ in range(100):
+        if (await handle.describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.1)
+    fresh = dev_env.client.get_workflow_handle(handle.id, result_type=OrderSnapshot)
+    assert (await fresh.describe()).run_id != first_run, "a SHIPPED order never continued as new"
+    again = await status_of(fresh)
+    assert again.status == OrderStatus.SHIPPED and again.history == shipped.history
+    done = await fresh.execute_update("request_deliver", result_type=OrderSnapshot)
+    assert done.status == OrderStatus.DELIVERED
+    assert shop.notifications.count((shipped.order_id, "ORDER_SHIPPED")) == 1
 
 
 async def upserted(handle: WorkflowHandle[object, OrderSnapshot]) -> list[set[str]]:

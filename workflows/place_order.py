@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
@@ -47,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.cancel_order import CancelOrder
     from workflows.saga import Saga
 
+T = TypeVar("T")
+
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 
@@ -60,6 +63,10 @@ BUSINESS_REASONS = {r.value for r in FailureReason}
 # release implies the changes of the releases before it.
 LOOKUPS_IN_ORDER = "lookups-fail-in-order"  # release 2: user first, then products
 RELEASE_3 = "order-saga-3"  # release 2, and upserts of only the search attributes that change
+# Release 4: the workflow cancelled while it saves the new order or confirms a paid one
+# compensates like anywhere else. Checked only on those rare paths, so no other order pays
+# for its marker.
+RELEASE_4 = "order-saga-4"
 
 # Forward steps give up after a while (the order then fails and compensates); transient
 # errors are retried with backoff until then.
@@ -217,11 +224,33 @@ class PlaceOrder:
     @workflow.run
     async def run(self, inp: PlaceOrderInput) -> OrderSnapshot:
         if inp.resume is None:
-            await self._transition(OrderStatus.PENDING)
+            try:
+                await self._transition(OrderStatus.PENDING)
+            except (Exception, asyncio.CancelledError) as err:
+                if not _cancelled_since(err, RELEASE_4):
+                    raise
+                # Nothing is reserved or charged yet: the order ends like one cancelled
+                # during its checkout.
+                await _finish(
+                    asyncio.ensure_future(
+                        self._end(OrderStatus.FAILED, FailureReason.WORKFLOW_CANCELLED.value)
+                    )
+                )
+                raise
             paid = await self._checkout_until_paid_or_cancelled(inp)
             if not paid:
                 return self._snap
-            await self._notify(NotificationKind.ORDER_CONFIRMED)
+            try:
+                await self._notify(NotificationKind.ORDER_CONFIRMED)
+            except (Exception, asyncio.CancelledError) as err:
+                if not _cancelled_since(err, RELEASE_4):
+                    raise
+                # Paid: refunded and restocked, as when the workflow of a PAID order is
+                # cancelled while it waits to ship.
+                await _finish(
+                    asyncio.ensure_future(self._cancel_paid(FailureReason.WORKFLOW_CANCELLED.value))
+                )
+                raise
         return await self._fulfil(inp)
 
     async def _checkout_until_paid_or_cancelled(self, inp: PlaceOrderInput) -> bool:
@@ -327,7 +356,15 @@ class PlaceOrder:
         paid_at = next(h.at for h in self._snap.history if h.status == OrderStatus.PAID)
         try:
             while not self._snap.status.is_final:
-                pending = self._cancel is not None or self._ship or self._deliver
+                # A request the current state still has to act on: no continue-as-new
+                # before it is done. (`_ship` stays set once SHIPPED: counting it then kept
+                # a SHIPPED order with a long history from ever continuing as new, and
+                # spun the loop without yielding.)
+                pending = (
+                    self._cancel is not None
+                    or (self._ship and self._snap.status == OrderStatus.PAID)
+                    or (self._deliver and self._snap.status == OrderStatus.SHIPPED)
+                )
                 if _history_is_long(inp.max_history_events) and not pending:
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(inp.model_copy(update={"resume": self._snap}))
@@ -356,7 +393,10 @@ class PlaceOrder:
                     if self._deliver:
                         await self._transition(OrderStatus.DELIVERED)
                         await self._notify(NotificationKind.ORDER_DELIVERED)
-        except asyncio.CancelledError:
+        except (Exception, asyncio.CancelledError) as err:
+            # A cancellation may also come as the cause of a step's failure.
+            if not isinstance(err, asyncio.CancelledError) and not _cancelled_since(err, RELEASE_4):
+                raise
             # Cancelling the workflow of a PAID order cancels the order; a shipped one stays.
             if self._snap.status == OrderStatus.PAID:
                 await _finish(
@@ -471,7 +511,13 @@ def _history_is_long(limit: int) -> bool:
     return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
 
 
-async def _finish(task: asyncio.Future[bool]) -> bool:
+def _cancelled_since(err: BaseException, patch_id: str) -> bool:
+    """Whether `err` is the workflow's cancellation and the run handles it as `patch_id`
+    does (a run recorded before that patch let it end the workflow there)."""
+    return is_cancellation(err) and workflow.patched(patch_id)
+
+
+async def _finish(task: asyncio.Future[T]) -> T:
     """Awaits a task to its end even if this coroutine is cancelled meanwhile."""
     while not task.done():
         try:
