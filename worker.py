@@ -29,9 +29,9 @@ from activities.payment import PaymentActivities
 from activities.product import ProductActivities
 from activities.user import UserActivities
 from core.config import Settings, get_settings
-from core.db import create_tables, make_engine
+from core.db import make_engine
 from core.runtime import freeze_startup_objects
-from orders.models import TABLES as ORDER_TABLES
+from orders.models import create_order_tables
 from proto.shop.v1 import (
     inventory_pb2_grpc,
     notification_pb2_grpc,
@@ -120,7 +120,7 @@ async def main() -> None:
     )
     compile_sandboxed_modules(WORKFLOWS_DIR)
     engine = make_engine(settings.database_url)
-    create_tables(engine, ORDER_TABLES)
+    create_order_tables(engine)
     client = await connect(settings)
     async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
         worker = build_worker(

@@ -15,9 +15,9 @@ from api.errors import install_error_handlers
 from api.routes import checkout, health, orders, products, users
 from api.watch import OrderWatch
 from core.config import Settings, get_settings
-from core.db import create_tables, make_engine
+from core.db import make_engine
 from core.runtime import freeze_startup_objects
-from orders.models import TABLES as ORDER_TABLES
+from orders.models import create_order_tables
 
 log = logging.getLogger("api")
 
@@ -41,7 +41,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
-        create_tables(engine, ORDER_TABLES)
+        create_order_tables(engine)
         connector = TemporalConnector(settings, client)
         channel = grpc.aio.insecure_channel(settings.grpc_target)
         app.state.settings = settings

@@ -21,8 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 import worker
 from api.main import create_app
 from core.config import Settings
-from core.db import create_tables, make_engine
-from orders.models import TABLES as ORDER_TABLES
+from core.db import make_engine
+from orders.models import create_order_tables
 from services.server import create_server
 
 GOOD_CARD = "4242424242424242"
@@ -119,7 +119,7 @@ async def stack(
         temporal_task_queue=f"api-{uuid.uuid4().hex[:12]}",
     )
     engine = make_engine(settings.database_url)
-    create_tables(engine, ORDER_TABLES)
+    create_order_tables(engine)
     server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
     await server.start()
     settings.grpc_target = f"127.0.0.1:{port}"

@@ -6,18 +6,24 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.engine import make_url
 
 from api.errors import ApiError
 from api.lookup import order_to_follow
 from api.watch import OrderWatch
-from core.db import create_tables, run_sql
+from core.db import create_tables, make_engine, run_sql
 from core.types import OrderLine, OrderSnapshot, OrderStatus, PaymentStatus, StatusChange
 from orders import store
-from orders.models import TABLES
+from orders.models import TABLES, create_order_tables
+
+# Above a 32-bit INTEGER's 2,147,483,647: a million units of a $5,000 item.
+BIG_TOTAL = 500_000_000_000
 
 
 def snapshot(order_id: str, version: int, status: OrderStatus) -> OrderSnapshot:
@@ -32,6 +38,11 @@ def snapshot(order_id: str, version: int, status: OrderStatus) -> OrderSnapshot:
         history=[StatusChange(status=status, at=now)] * version,
         version=version,
     )
+
+
+def big(snap: OrderSnapshot) -> OrderSnapshot:
+    line = OrderLine(product_id="p-big", quantity=1_000_000, unit_price_cents=500_000)
+    return snap.model_copy(update={"items": [line], "total_cents": BIG_TOTAL})
 
 
 async def save(engine: Engine, snap: OrderSnapshot) -> bool:
@@ -141,3 +152,75 @@ async def test_a_just_started_order_is_followed_without_temporal(engine: Engine)
     assert watch.just_started(order_id) is None
     got = await order_to_follow(None, engine, watch, order_id)
     assert got.version == 2 and got.status == OrderStatus.RESERVED
+
+
+async def test_a_total_beyond_32_bits_is_stored(engine: Engine) -> None:
+    create_order_tables(engine)
+    order_id = uuid.uuid4().hex
+    snap = big(snapshot(order_id, 1, OrderStatus.PENDING))
+    assert await save(engine, snap) is True
+    got = await stored(engine, order_id)
+    assert got == snap.model_copy(update={"history": got.history if got else []})
+    assert got is not None and got.total_cents == BIG_TOTAL
+
+
+@pytest.fixture
+def fresh_engine(db_url: str) -> Iterator[Engine]:
+    """An engine on an empty database of its own: a new SQLite file, or a new PostgreSQL
+    schema (first on the search_path) in the session's database, so altering its tables
+    leaves the other tests' alone."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite":
+        assert url.database
+        fresh = str(url.set(database=str(Path(url.database).parent / f"{uuid.uuid4().hex}.db")))
+    else:
+        schema = f"s_{uuid.uuid4().hex[:16]}"
+        admin = make_engine(db_url)
+        try:
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        finally:
+            admin.dispose()
+        url = url.update_query_dict({"options": f"-csearch_path={schema}"})
+        fresh = url.render_as_string(hide_password=False)
+    eng = make_engine(fresh)
+    yield eng
+    eng.dispose()
+
+
+def total_cents_type(engine: Engine) -> str:
+    column = next(
+        c for c in inspect(engine).get_columns("orders_orders") if c["name"] == "total_cents"
+    )
+    return str(column["type"]).upper()
+
+
+async def test_order_tables_of_an_earlier_release_take_big_totals(fresh_engine: Engine) -> None:
+    engine = fresh_engine
+    create_tables(engine, TABLES)
+    if engine.dialect.name == "postgresql":
+        # As earlier releases created it. (SQLite stores 64-bit integers in any INTEGER
+        # column, so there the upgrade has nothing to do but must not disturb anything.)
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE orders_orders ALTER COLUMN total_cents TYPE INTEGER"))
+        assert total_cents_type(engine) == "INTEGER"
+    before = total_cents_type(engine)
+    old_id = uuid.uuid4().hex
+    old = snapshot(old_id, 2, OrderStatus.RESERVED)
+    assert await save(engine, old) is True
+    create_order_tables(engine)
+    create_order_tables(engine)  # again, as every process does at each start
+    assert total_cents_type(engine) == "BIGINT"
+    if engine.dialect.name == "sqlite":
+        assert before == "BIGINT"  # unchanged: no upgrade ran
+    got = await stored(engine, old_id)
+    assert got == old.model_copy(update={"history": got.history if got else []})
+    assert got is not None and len(got.history) == 2
+    new = big(snapshot(uuid.uuid4().hex, 1, OrderStatus.PENDING))
+    assert await save(engine, new) is True
+    got = await stored(engine, new.order_id)
+    assert got is not None and got.total_cents == BIG_TOTAL
+    # And the upgraded row takes a big total too.
+    assert await save(engine, big(snapshot(old_id, 3, OrderStatus.PAID))) is True
+    got = await stored(engine, old_id)
+    assert got is not None and got.total_cents == BIG_TOTAL and got.version == 3
