@@ -64,8 +64,9 @@ BUSINESS_REASONS = {r.value for r in FailureReason}
 LOOKUPS_IN_ORDER = "lookups-fail-in-order"  # release 2: user first, then products
 RELEASE_3 = "order-saga-3"  # release 2, and upserts of only the search attributes that change
 # Release 4: the workflow cancelled while it saves the new order or confirms a paid one
-# compensates like anywhere else. Checked only on those rare paths, so no other order pays
-# for its marker.
+# compensates like anywhere else, and a customer cancel that comes with a step's result
+# stops the checkout before its next step. Checked only on those rare paths, so no other
+# order pays for its marker.
 RELEASE_4 = "order-saga-4"
 
 # Forward steps give up after a while (the order then fails and compensates); transient
@@ -305,6 +306,7 @@ class PlaceOrder:
                 li.unit_price_cents * li.quantity for li in self._snap.items
             )
 
+            self._stop_if_cancelled()
             saga.add("release_stock", lambda: self._release(order_id))
             await workflow.execute_activity_method(
                 InventoryActivities.reserve_stock,
@@ -313,6 +315,7 @@ class PlaceOrder:
             )
             await self._transition(OrderStatus.RESERVED)
 
+            self._stop_if_cancelled()
             saga.add("refund", lambda: self._refund(order_id))
             payment = await workflow.execute_activity_method(
                 PaymentActivities.charge,
@@ -434,6 +437,17 @@ class PlaceOrder:
         self._publish()
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _stop_if_cancelled(self) -> None:
+        """Stops the checkout before its next step once the customer has cancelled.
+
+        The wait in `_checkout_until_paid_or_cancelled` cancels the checkout's task, but
+        when the cancel signal comes in the same workflow task as the result of the step
+        the checkout awaits, that cancellation can be lost (the result wins) and the
+        checkout would go on to its next step.
+        """
+        if self._cancel is not None and workflow.patched(RELEASE_4):
+            raise asyncio.CancelledError
 
     async def _end(self, status: OrderStatus, reason: str) -> None:
         self._snap.failure_reason = reason
