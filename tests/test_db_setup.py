@@ -8,12 +8,9 @@ fresh PostgreSQL database, concurrent CREATE TABLEs of the same table fail in al
 from __future__ import annotations
 
 import threading
-import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
 from core.db import create_tables, make_engine
 from orders.models import TABLES as ORDER_TABLES
@@ -22,6 +19,7 @@ from services.notification.models import TABLES as NOTIFICATION_TABLES
 from services.payment.models import TABLES as PAYMENT_TABLES
 from services.product.models import TABLES as PRODUCT_TABLES
 from services.user.models import TABLES as USER_TABLES
+from tests.db_urls import fresh_database_url
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,24 +34,6 @@ TABLES = [
 NAMES = {t.__tablename__ for t in TABLES}
 THREADS = 8
 ROUNDS = 5
-
-
-def _fresh_url(db_url: str) -> str:
-    """An empty database at `db_url`'s place: a new SQLite file, or a new PostgreSQL schema
-    (first on every connection's search_path) in the session's fresh database."""
-    url = make_url(db_url)
-    if url.get_backend_name() == "sqlite":
-        assert url.database
-        return str(url.set(database=str(Path(url.database).parent / f"{uuid.uuid4().hex}.db")))
-    schema = f"s_{uuid.uuid4().hex[:16]}"
-    engine = make_engine(db_url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    finally:
-        engine.dispose()
-    url = url.update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False)
 
 
 def _create_at_once(url: str) -> list[BaseException]:
@@ -86,5 +66,5 @@ def _create_at_once(url: str) -> list[BaseException]:
 
 def test_concurrent_create_tables_on_a_fresh_database(db_url: str) -> None:
     for _ in range(ROUNDS):
-        errors = _create_at_once(_fresh_url(db_url))
+        errors = _create_at_once(fresh_database_url(db_url))
         assert errors == [], errors

@@ -8,11 +8,9 @@ import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 
 from api.errors import ApiError
 from api.lookup import order_to_follow
@@ -21,6 +19,7 @@ from core.db import create_tables, make_engine, run_sql
 from core.types import OrderLine, OrderSnapshot, OrderStatus, PaymentStatus, StatusChange
 from orders import store
 from orders.models import TABLES, create_order_tables
+from tests.db_urls import fresh_database_url
 
 # Above a 32-bit INTEGER's 2,147,483,647: a million units of a $5,000 item.
 BIG_TOTAL = 500_000_000_000
@@ -169,21 +168,7 @@ def fresh_engine(db_url: str) -> Iterator[Engine]:
     """An engine on an empty database of its own: a new SQLite file, or a new PostgreSQL
     schema (first on the search_path) in the session's database, so altering its tables
     leaves the other tests' alone."""
-    url = make_url(db_url)
-    if url.get_backend_name() == "sqlite":
-        assert url.database
-        fresh = str(url.set(database=str(Path(url.database).parent / f"{uuid.uuid4().hex}.db")))
-    else:
-        schema = f"s_{uuid.uuid4().hex[:16]}"
-        admin = make_engine(db_url)
-        try:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        finally:
-            admin.dispose()
-        url = url.update_query_dict({"options": f"-csearch_path={schema}"})
-        fresh = url.render_as_string(hide_password=False)
-    eng = make_engine(fresh)
+    eng = make_engine(fresh_database_url(db_url))
     yield eng
     eng.dispose()
 

@@ -472,31 +472,40 @@ async def test_cancel_signal_before_payment_rolls_back(
     assert shop.captured == {}
 
 
-async def test_long_lived_order_continues_as_new_and_keeps_its_state(
-    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
-) -> None:
-    handle = await start(dev_env, task_queue, max_history_events=40)
-    first = await wait_for(handle, OrderStatus.PAID)
+async def _ignored_until_continued(
+    env: WorkflowEnvironment, handle: WorkflowHandle[object, OrderSnapshot], signal: str
+) -> WorkflowHandle[object, OrderSnapshot]:
+    """Sends a signal the order ignores until its run continues as new; the new run's handle.
+
+    Ignored requests are recorded, so each grows the history. Signals may arrive one per
+    workflow task or batched into one, so keep sending until the history passes the limit.
+    """
     first_run = (await handle.describe()).run_id
-    # Requests the order cannot honour are recorded and ignored, but grow the history.
-    # Signals may arrive one per workflow task or batched into one, so keep sending
-    # until the history passes the limit (each signal adds at least one event).
     for _ in range(200):
         if (await handle.describe()).run_id != first_run:
             break
-        await handle.signal("deliver")
+        await handle.signal(signal)
         await asyncio.sleep(0.05)
     for _ in range(100):
         if (await handle.describe()).run_id != first_run:
             break
         await asyncio.sleep(0.1)
-    fresh = dev_env.client.get_workflow_handle(handle.id, result_type=OrderSnapshot)
+    fresh = env.client.get_workflow_handle(handle.id, result_type=OrderSnapshot)
     if (await fresh.describe()).run_id == first_run:
         events = [
             f"{e.event_id}:{EventType.Name(e.event_type)}"
             for e in (await handle.fetch_history()).events
         ]
         raise AssertionError(f"no continue-as-new: {len(events)} events {events[-12:]}")
+    return fresh
+
+
+async def test_long_lived_order_continues_as_new_and_keeps_its_state(
+    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
+) -> None:
+    handle = await start(dev_env, task_queue, max_history_events=40)
+    first = await wait_for(handle, OrderStatus.PAID)
+    fresh = await _ignored_until_continued(dev_env, handle, "deliver")
     again = await status_of(fresh)
     assert again.status == OrderStatus.PAID
     assert again.history == first.history and again.total_cents == first.total_cents
@@ -513,19 +522,8 @@ async def test_shipped_order_with_a_long_history_continues_as_new(
     await wait_for(handle, OrderStatus.PAID)
     shipped = await handle.execute_update("request_ship", result_type=OrderSnapshot)
     assert shipped.status == OrderStatus.SHIPPED
-    first_run = (await handle.describe()).run_id
-    # A shipped order ignores `ship`; each one grows the history until it passes the limit.
-    for _ in range(200):
-        if (await handle.describe()).run_id != first_run:
-            break
-        await handle.signal("ship")
-        await asyncio.sleep(0.05)
-    for _ in range(100):
-        if (await handle.describe()).run_id != first_run:
-            break
-        await asyncio.sleep(0.1)
-    fresh = dev_env.client.get_workflow_handle(handle.id, result_type=OrderSnapshot)
-    assert (await fresh.describe()).run_id != first_run, "a SHIPPED order never continued as new"
+    # A shipped order ignores `ship`.
+    fresh = await _ignored_until_continued(dev_env, handle, "ship")
     again = await status_of(fresh)
     assert again.status == OrderStatus.SHIPPED and again.history == shipped.history
     done = await fresh.execute_update("request_deliver", result_type=OrderSnapshot)
