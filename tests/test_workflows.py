@@ -455,6 +455,26 @@ async def test_cancelling_the_workflow_while_it_confirms_refunds_the_paid_order(
     assert (paid.order_id, "ORDER_CANCELLED") in shop.notifications
 
 
+async def test_a_cancel_that_comes_with_a_steps_result_is_not_lost(
+    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
+) -> None:
+    # The save of RESERVED comes back at the moment the customer cancels: often both land
+    # in one workflow task, where the step's result could win over the task's cancellation
+    # and the order went on to be charged. Several orders, so the race is met.
+    for _ in range(8):
+        shop.calls.clear()
+        gate = shop.gates["save:RESERVED"] = asyncio.Event()
+        handle = await start(dev_env, task_queue)
+        await _in_flight(shop, "save:RESERVED")
+        gate.set()
+        await handle.signal("cancel", CancelRequest(reason="changed my mind"))
+        result = await handle.result()
+        assert (result.status, result.failure_reason) == (OrderStatus.CANCELLED, "changed my mind")
+        assert "charge" not in shop.calls, "charged although cancelled before payment"
+        assert result.order_id not in shop.captured
+    assert shop.stock == {"p-1": 10, "p-2": 10}
+
+
 async def test_cancel_signal_before_payment_rolls_back(
     dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
 ) -> None:
