@@ -84,3 +84,30 @@ async def test_a_keyed_retry_after_the_workflow_is_gone_starts_nothing(stack: St
         await stack.client.get_workflow_handle(f"order-{order_id}").describe()
     assert err.value.status == RPCStatusCode.NOT_FOUND
     assert (await stack.http.get(f"/products/{p['id']}")).json()["stock"] == 5
+
+
+async def test_a_keyed_retry_of_a_failed_order_past_retention_gets_the_order(
+    stack: Stack,
+) -> None:
+    # Failed before any charge: the order knows no card, and the retry is still the same.
+    user = await stack.create_user()
+    p = await stack.create_product(stock=1)
+    key = f"key-{uuid.uuid4()}"
+    order_id = order_id_for(key)
+    failed_at = datetime.now(UTC) - timedelta(days=40)
+    stored = OrderSnapshot(
+        order_id=order_id,
+        user_id=user["id"],
+        status=OrderStatus.FAILED,
+        items=[OrderLine(product_id=p["id"], quantity=3, unit_price_cents=1500)],
+        total_cents=4500,
+        failure_reason="OUT_OF_STOCK",
+        history=[StatusChange(status=s, at=failed_at) for s in (*PRE_PAID[:1], OrderStatus.FAILED)],
+        version=2,
+    )
+    await run_sql(stack.engine, lambda c: store.apply_snapshot(c, stored))
+    again = await stack.checkout(user["id"], [(p["id"], 3)], key=key)
+    assert again.status_code == 202, again.text
+    assert again.json()["status"] == "FAILED"
+    with pytest.raises(RPCError):
+        await stack.client.get_workflow_handle(f"order-{order_id}").describe()
