@@ -14,6 +14,8 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -40,6 +42,15 @@ def not_found(what: str, ident: str) -> ApiError:
 def temporal_unavailable(detail: str = "") -> ApiError:
     msg = "Temporal is unavailable; try again shortly"
     return ApiError(503, "TEMPORAL_UNAVAILABLE", f"{msg} ({detail})" if detail else msg)
+
+
+def database_unavailable() -> ApiError:
+    return ApiError(503, "DATABASE_UNAVAILABLE", "the database is unavailable; try again shortly")
+
+
+# The database is down, unreachable, locked for too long or out of pooled connections:
+# a condition to retry, not a bug. (Other database errors stay 500s.)
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeoutError)
 
 
 def error_body(code: str, message: str, details: Any | None = None) -> dict[str, Any]:
@@ -133,6 +144,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _temporal(_req: Request, exc: RPCError) -> JSONResponse:
         err = from_temporal(exc)
         return error_response(err.status, err.code, err.message)
+
+    async def _database(_req: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        err = database_unavailable()
+        return error_response(err.status, err.code, err.message)
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database)
 
     @app.exception_handler(Exception)
     async def _unexpected(req: Request, exc: Exception) -> JSONResponse:

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -21,8 +22,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import GRPC_TIMEOUT, ConnectorDep, EngineDep, PathId, StubsDep, WatchDep
-from api.errors import ApiError, not_found, temporal_unavailable
-from api.lookup import find_order, order_exists, order_to_follow, stored_order
+from api.errors import DATABASE_DOWN, ApiError, not_found, temporal_unavailable
+from api.lookup import QUERY_TIMEOUT, find_order, order_exists, order_to_follow, stored_order
 from api.models import (
     CancelCreate,
     LedgerEntryPublic,
@@ -42,7 +43,8 @@ router = APIRouter(prefix="/orders", tags=["orders"])
 # stopped worker gives 503 instead of a request that never ends.
 UPDATE_TIMEOUT = 30.0
 # SSE: without news from the read model for this long, a stream asks the workflow.
-QUERY_EVERY = 2.0
+QUERY_EVERY = 2.0  # a stream without news asks the workflow after this many seconds,
+QUERY_EVERY_MAX = 60.0  # and, while none comes, twice as long each time up to this
 
 
 @router.get("", response_model=list[OrderPublic], responses=error_responses(422, 503))
@@ -111,11 +113,14 @@ async def _events(
     change: the API's OrderWatch reads a new version within a tick (0.05 s) for all open
     streams at once, far cheaper than a `status` query per stream (a round trip through
     the server and the worker). Without news for QUERY_EVERY seconds, the workflow itself is
-    asked, in case a save is late (its activity retrying)."""
+    asked, in case a save is late (its activity retrying); less often while nothing changes
+    (an order waiting days to ship). A workflow that has closed without a final status
+    (terminated, timed out) will write nothing more: its stream ends."""
     snap = first
     # One event per entry of the order's status history, so a change is never merged into
     # the next one however fast they come; an order with no history yet shows as it is.
     sent = 0
+    quiet = QUERY_EVERY
     with watch.subscribe(snap.order_id, snap.version) as sub:
         while True:
             views = [
@@ -131,19 +136,33 @@ async def _events(
             sent = max(sent, len(views) if snap.history else 0)
             if snap.status.is_final or await request.is_disconnected():
                 return
-            await _first_of(sub.changed, shutdown, timeout=QUERY_EVERY)
+            await _first_of(sub.changed, shutdown, timeout=quiet)
             if shutdown.is_set():
                 return
             if sub.changed.is_set():
                 latest = sub.take()
             else:
+                quiet = min(quiet * 2, QUERY_EVERY_MAX)
                 try:
                     latest = await find_order(client, engine, snap.order_id)
-                except (ApiError, RPCError):
-                    continue  # a blip of Temporal: keep the stream, try again later
+                    if latest.version <= snap.version and await _closed(client, snap.order_id):
+                        return
+                except (ApiError, RPCError, *DATABASE_DOWN):
+                    continue  # a blip of Temporal or the database: keep the stream, try later
             if latest is not None and latest.version > snap.version:
                 snap = latest
                 sub.version = max(sub.version, snap.version)
+                quiet = QUERY_EVERY
+
+
+async def _closed(client: Client | None, order_id: str) -> bool:
+    """Whether the order's workflow has ended (its latest run); False when unknown."""
+    if client is None:
+        return False
+    desc = await client.get_workflow_handle(workflow_id_for(order_id)).describe(
+        rpc_timeout=QUERY_TIMEOUT
+    )
+    return desc.status not in (None, WorkflowExecutionStatus.RUNNING)
 
 
 async def _first_of(a: asyncio.Event, b: anyio.Event, timeout: float) -> None:

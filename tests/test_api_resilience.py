@@ -1,0 +1,61 @@
+"""The API when a part of the system misbehaves: the database unreachable, an order's
+workflow ended from outside (`temporal workflow terminate`)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from api.routes.orders import QUERY_EVERY
+from core.db import make_engine
+from tests.api_fixtures import *  # noqa: F403  (the `stack` fixture)
+from tests.api_fixtures import Stack
+
+pytestmark = pytest.mark.timeout(60)
+
+# Nothing listens on port 1: every connection is refused at once.
+UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/none"
+
+
+async def test_an_unreachable_database_answers_503_not_500(stack: Stack) -> None:
+    user = await stack.create_user()
+    p = await stack.create_product(stock=5)
+    order_id = await stack.place(user["id"], [(p["id"], 1)])
+    await stack.wait_for(order_id, "PAID")
+    working = stack.app.state.engine
+    broken = make_engine(UNREACHABLE)
+    stack.app.state.engine = broken
+    try:
+        # (A stream of this order would start from what this API process remembers of it.)
+        other = uuid.uuid4().hex
+        for path in (f"/orders/{order_id}", "/orders", f"/orders/{other}/events"):
+            r = await stack.http.get(path, params={"user_id": user["id"]})
+            assert r.status_code == 503, (path, r.status_code, r.text)
+            assert r.json()["error"]["code"] == "DATABASE_UNAVAILABLE", r.text
+    finally:
+        stack.app.state.engine = working
+        broken.dispose()
+    assert (await stack.http.get(f"/orders/{order_id}")).status_code == 200
+
+
+async def test_a_stream_ends_when_its_workflow_ended_without_a_final_status(
+    stack: Stack,
+) -> None:
+    user = await stack.create_user()
+    p = await stack.create_product(stock=5)
+    order_id = await stack.place(user["id"], [(p["id"], 1)])
+    await stack.wait_for(order_id, "PAID")
+    # Terminated: the workflow saves nothing more, and the order stays PAID for ever.
+    await stack.client.get_workflow_handle(f"order-{order_id}").terminate(f"test {uuid.uuid4()}")
+    r = await asyncio.wait_for(
+        stack.http.get(f"/orders/{order_id}/events"), timeout=QUERY_EVERY + 10
+    )
+    assert r.status_code == 200
+    statuses = [
+        line.removeprefix("data:").split('"status":"')[1].split('"')[0]
+        for line in r.text.splitlines()
+        if line.startswith("data:")
+    ]
+    assert statuses == ["PENDING", "RESERVED", "PAID"]
