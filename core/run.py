@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -87,12 +87,40 @@ def child_env(settings: Settings, temporal_address: str) -> dict[str, str]:
     return env
 
 
+def _find_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+# Looked up here, once: the child between fork and exec must not load libraries (another
+# thread of this process may have held the loader's lock at the fork).
+_PRCTL = _find_prctl()
+
+
 def _die_with_parent() -> None:
     # Runs in the child before exec. Linux only: if this supervisor is killed outright
     # (SIGKILL, so no cleanup runs) the child gets SIGTERM instead of living on.
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+async def _output_lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """A child's output line by line; a line longer than the reader's limit comes in
+    pieces instead of ending the pass-through."""
+    while True:
+        try:
+            yield await stream.readuntil(b"\n")
+        except asyncio.IncompleteReadError as err:  # the end, maybe after an unfinished line
+            if err.partial:
+                yield err.partial
+            return
+        except asyncio.LimitOverrunError as err:
+            yield await stream.read(err.consumed)
 
 
 class Supervisor:
@@ -119,11 +147,10 @@ class Supervisor:
 
     async def _pump(self, name: str, proc: asyncio.subprocess.Process, quiet_on_stop: bool) -> None:
         assert proc.stdout is not None
-        with contextlib.suppress(ValueError):  # a line over the limit ends the pass-through
-            async for line in proc.stdout:
-                if quiet_on_stop and self.stopping:
-                    continue
-                print(f"{name:>8} | {line.decode(errors='replace').rstrip()}", flush=True)
+        async for line in _output_lines(proc.stdout):
+            if quiet_on_stop and self.stopping:
+                continue
+            print(f"{name:>8} | {line.decode(errors='replace').rstrip()}", flush=True)
         code = await proc.wait()
         if not self.stopping:
             self.fail(f"{name} exited unexpectedly (exit code {code})")

@@ -74,6 +74,27 @@ async def test_supervisor_names_a_dead_child_and_stops_the_rest() -> None:
     assert all(proc.returncode is not None for _, proc in sup.children)
 
 
+async def test_supervisor_passes_output_through_after_an_over_long_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # 2 MiB without a newline (over the reader's 1 MiB limit), then far more than a pipe
+    # holds: all of it comes through, and the child can write it and exit.
+    code = (
+        "import sys\n"
+        "sys.stdout.write('x' * (2 << 20) + '\\n')\n"
+        "for i in range(20000): print(f'line {i}')\n"
+        "print('done')\n"
+    )
+    sup = Supervisor(env={})
+    await sup.spawn("chatty", [sys.executable, "-c", code])
+    proc = sup.children[0][1]
+    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    await asyncio.wait_for(asyncio.gather(*sup.pumps), 20)
+    out = capsys.readouterr().out
+    assert "  chatty | line 19999" in out and "  chatty | done" in out
+    assert out.count("x") >= 2 << 20
+
+
 async def test_supervisor_stops_children_in_reverse_order_with_sigterm() -> None:
     sup = Supervisor(env={})
     for name in ("first", "second"):
