@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +17,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from api.errors import temporal_unavailable
+from api.errors import ApiError, temporal_unavailable
 from api.models import ID_MAX_LENGTH, ID_PATTERN
 from api.watch import OrderWatch
 from core.config import Settings
@@ -33,6 +34,9 @@ log = logging.getLogger("api")
 # Every gRPC call from a request gets this deadline, so a stuck service answers 503.
 GRPC_TIMEOUT = 5.0
 TEMPORAL_CONNECT_TIMEOUT = 3.0
+# After a failed connection, requests answer 503 at once for this long instead of each
+# waiting for an attempt of its own.
+TEMPORAL_RETRY_AFTER = 2.0
 
 
 @dataclass
@@ -66,6 +70,7 @@ class TemporalConnector:
         self._settings = settings
         self._client = client
         self._lock = asyncio.Lock()
+        self._failed_at: float | None = None
 
     @property
     def connected(self) -> bool:
@@ -75,9 +80,17 @@ class TemporalConnector:
         if self._client is not None:
             return self._client
         async with self._lock:
-            if self._client is None:
+            if self._client is not None:
+                return self._client
+            failed_at = self._failed_at
+            if failed_at is not None and time.monotonic() - failed_at < TEMPORAL_RETRY_AFTER:
+                raise temporal_unavailable(f"cannot connect to {self._target}")
+            try:
                 self._client = await self._connect()
-        return self._client
+            except ApiError:
+                self._failed_at = time.monotonic()
+                raise
+            return self._client
 
     async def get_or_none(self) -> Client | None:
         """For routes that can still answer from the read model while Temporal is down."""

@@ -4,11 +4,16 @@ workflow ended from outside (`temporal workflow terminate`)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 
 import pytest
+from temporalio.client import Client
 
+from api.deps import TemporalConnector
+from api.errors import ApiError
 from api.routes.orders import QUERY_EVERY
+from core.config import Settings
 from core.db import make_engine
 from tests.api_fixtures import *  # noqa: F403  (the `stack` fixture)
 from tests.api_fixtures import Stack
@@ -59,3 +64,30 @@ async def test_a_stream_ends_when_its_workflow_ended_without_a_final_status(
         if line.startswith("data:")
     ]
     assert statuses == ["PENDING", "RESERVED", "PAID"]
+
+
+async def test_requests_share_one_failed_connection_attempt_to_temporal() -> None:
+    # Temporal down when the API started: a burst of requests must not queue up behind one
+    # connection attempt each (up to 4 s apiece); one attempt, and the rest answer at once.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # accepts, never answers: each attempt runs into its timeout
+    attempts = 0
+
+    class Counting(TemporalConnector):
+        async def _connect(self) -> Client:
+            nonlocal attempts
+            attempts += 1
+            return await super()._connect()
+
+    host, port = listener.getsockname()
+    connector = Counting(Settings(temporal_address=f"{host}:{port}"))
+    try:
+        got = await asyncio.gather(*(connector.get_or_none() for _ in range(5)))
+    finally:
+        listener.close()
+    assert got == [None] * 5
+    assert attempts == 1
+    with pytest.raises(ApiError) as err:
+        await connector.get()
+    assert err.value.status == 503 and attempts == 1  # within TEMPORAL_RETRY_AFTER

@@ -19,6 +19,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 import worker
+from api.deps import TEMPORAL_RETRY_AFTER
 from api.main import create_app
 from core.config import Settings
 from core.db import create_tables, make_engine
@@ -143,9 +144,15 @@ async def test_api_answers_503_while_temporal_is_down_and_recovers(
     unknown = await asyncio.wait_for(http.get(f"/orders/{uuid.uuid4().hex}"), timeout=30)
     assert unknown.status_code == 503, unknown.text
 
-    # Temporal is back: the next request connects; no restart of the API.
+    # Temporal is back: a request connects again, no restart of the API. (Right after a
+    # failed attempt the API answers 503 at once for TEMPORAL_RETRY_AFTER seconds: retry
+    # as a client would.)
     await relay.up()
-    placed = await http.post("/checkout", json=body)
+    for _ in range(int(TEMPORAL_RETRY_AFTER / 0.2) + 20):
+        placed = await http.post("/checkout", json=body)
+        if placed.status_code != 503:
+            break
+        await asyncio.sleep(0.2)
     assert placed.status_code == 202, placed.text
     order_id = placed.json()["order_id"]
     order: dict[str, object] = {}
