@@ -44,6 +44,34 @@ async def test_orders_get_the_configured_fulfilment_deadline(stack: Stack) -> No
     assert (await stack.http.get(f"/products/{p['id']}")).json()["stock"] == 5
 
 
+async def _stored_past_retention(
+    stack: Stack,
+    key: str,
+    user_id: str,
+    line: OrderLine,
+    statuses: tuple[OrderStatus, ...],
+    **fields: object,
+) -> str:
+    """The read model's row of an order placed with `key` 40 days ago, whose workflow the
+    server has dropped; its id."""
+    order_id = order_id_for(key)
+    at = datetime.now(UTC) - timedelta(days=40)
+    stored = OrderSnapshot.model_validate(
+        {
+            "order_id": order_id,
+            "user_id": user_id,
+            "status": statuses[-1],
+            "items": [line],
+            "total_cents": line.unit_price_cents * line.quantity,
+            "history": [StatusChange(status=s, at=at) for s in statuses],
+            "version": len(statuses),
+            **fields,
+        }
+    )
+    await run_sql(stack.engine, lambda c: store.apply_snapshot(c, stored))
+    return order_id
+
+
 async def test_a_keyed_retry_after_the_workflow_is_gone_starts_nothing(stack: Stack) -> None:
     # Past the namespace's retention the server has dropped a closed workflow; the read
     # model still holds its order. That is the state this builds: a stored PAID order, no
@@ -51,20 +79,15 @@ async def test_a_keyed_retry_after_the_workflow_is_gone_starts_nothing(stack: St
     user = await stack.create_user()
     p = await stack.create_product(stock=5)
     key = f"key-{uuid.uuid4()}"
-    order_id = order_id_for(key)
-    paid_at = datetime.now(UTC) - timedelta(days=40)
-    stored = OrderSnapshot(
-        order_id=order_id,
-        user_id=user["id"],
-        status=OrderStatus.PAID,
-        items=[OrderLine(product_id=p["id"], quantity=2, unit_price_cents=1500)],
-        total_cents=3000,
+    order_id = await _stored_past_retention(
+        stack,
+        key,
+        user["id"],
+        OrderLine(product_id=p["id"], quantity=2, unit_price_cents=1500),
+        PRE_PAID,
         payment_status=PaymentStatus.CAPTURED,
         card_last4="4242",
-        history=[StatusChange(status=s, at=paid_at) for s in PRE_PAID],
-        version=3,
     )
-    await run_sql(stack.engine, lambda c: store.apply_snapshot(c, stored))
 
     again = await stack.checkout(user["id"], [(p["id"], 2)], card=GOOD_CARD, key=key)
     assert again.status_code == 202, again.text
@@ -93,19 +116,14 @@ async def test_a_keyed_retry_of_a_failed_order_past_retention_gets_the_order(
     user = await stack.create_user()
     p = await stack.create_product(stock=1)
     key = f"key-{uuid.uuid4()}"
-    order_id = order_id_for(key)
-    failed_at = datetime.now(UTC) - timedelta(days=40)
-    stored = OrderSnapshot(
-        order_id=order_id,
-        user_id=user["id"],
-        status=OrderStatus.FAILED,
-        items=[OrderLine(product_id=p["id"], quantity=3, unit_price_cents=1500)],
-        total_cents=4500,
+    order_id = await _stored_past_retention(
+        stack,
+        key,
+        user["id"],
+        OrderLine(product_id=p["id"], quantity=3, unit_price_cents=1500),
+        (OrderStatus.PENDING, OrderStatus.FAILED),
         failure_reason="OUT_OF_STOCK",
-        history=[StatusChange(status=s, at=failed_at) for s in (*PRE_PAID[:1], OrderStatus.FAILED)],
-        version=2,
     )
-    await run_sql(stack.engine, lambda c: store.apply_snapshot(c, stored))
     again = await stack.checkout(user["id"], [(p["id"], 3)], key=key)
     assert again.status_code == 202, again.text
     assert again.json()["status"] == "FAILED"

@@ -416,17 +416,24 @@ async def _in_flight(shop: FakeShop, call: str) -> None:
     raise AssertionError(f"{call} never started: {shop.calls}")
 
 
-async def test_cancelling_the_workflow_while_it_saves_the_new_order_fails_it(
-    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
+async def _cancel_during(
+    handle: WorkflowHandle[object, OrderSnapshot], shop: FakeShop, call: str, gate: asyncio.Event
 ) -> None:
-    gate = shop.gates["save:PENDING"] = asyncio.Event()
-    handle = await start(dev_env, task_queue)
-    await _in_flight(shop, "save:PENDING")
+    """Cancels the workflow while `call` (held by `gate`) is in flight; it ends cancelled."""
+    await _in_flight(shop, call)
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
     gate.set()
     assert isinstance(info.value.cause, CancelledError)
+
+
+async def test_cancelling_the_workflow_while_it_saves_the_new_order_fails_it(
+    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
+) -> None:
+    gate = shop.gates["save:PENDING"] = asyncio.Event()
+    handle = await start(dev_env, task_queue)
+    await _cancel_during(handle, shop, "save:PENDING", gate)
     # Not left PENDING for ever: the read model gets its end, the customer a notification.
     snap = shop.saved[-1]
     assert (snap.status, snap.failure_reason) == (OrderStatus.FAILED, "WORKFLOW_CANCELLED")
@@ -440,12 +447,7 @@ async def test_cancelling_the_workflow_while_it_confirms_refunds_the_paid_order(
     gate = shop.gates["notify:ORDER_CONFIRMED"] = asyncio.Event()
     handle = await start(dev_env, task_queue)
     paid = await wait_for(handle, OrderStatus.PAID)
-    await _in_flight(shop, "notify:ORDER_CONFIRMED")
-    await handle.cancel()
-    with pytest.raises(WorkflowFailureError) as info:
-        await handle.result()
-    gate.set()
-    assert isinstance(info.value.cause, CancelledError)
+    await _cancel_during(handle, shop, "notify:ORDER_CONFIRMED", gate)
     # Paid, then cancelled before it could wait to ship: refunded and restocked once.
     snap = shop.saved[-1]
     assert (snap.status, snap.failure_reason) == (OrderStatus.CANCELLED, "WORKFLOW_CANCELLED")
