@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.client import Client
@@ -14,7 +15,9 @@ from api.deps import TemporalConnector
 from api.errors import ApiError
 from api.routes.orders import QUERY_EVERY
 from core.config import Settings
-from core.db import make_engine
+from core.db import make_engine, run_sql
+from core.types import OrderLine, OrderSnapshot, OrderStatus, StatusChange
+from orders import store
 from tests.api_fixtures import *  # noqa: F403  (the `stack` fixture)
 from tests.api_fixtures import Stack
 
@@ -91,3 +94,25 @@ async def test_requests_share_one_failed_connection_attempt_to_temporal() -> Non
     with pytest.raises(ApiError) as err:
         await connector.get()
     assert err.value.status == 503 and attempts == 1  # within TEMPORAL_RETRY_AFTER
+
+
+async def test_a_stream_ends_when_its_workflow_is_gone(stack: Stack) -> None:
+    # A PAID order in the read model whose workflow the server no longer has (past the
+    # namespace's retention after a terminate, say): nothing will ever change it.
+    order_id = uuid.uuid4().hex
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    paid = OrderSnapshot(
+        order_id=order_id,
+        user_id="someone",
+        status=OrderStatus.PAID,
+        items=[OrderLine(product_id="p", quantity=1, unit_price_cents=100)],
+        total_cents=100,
+        history=[StatusChange(status=OrderStatus.PAID, at=long_ago)],
+        version=1,
+    )
+    await run_sql(stack.engine, lambda c: store.apply_snapshot(c, paid))
+    r = await asyncio.wait_for(
+        stack.http.get(f"/orders/{order_id}/events"), timeout=QUERY_EVERY + 10
+    )
+    assert r.status_code == 200
+    assert r.text.count("event: status") == 1 and '"status":"PAID"' in r.text

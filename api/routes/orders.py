@@ -156,12 +156,18 @@ async def _events(
 
 
 async def _closed(client: Client | None, order_id: str) -> bool:
-    """Whether the order's workflow has ended (its latest run); False when unknown."""
+    """Whether the order's workflow has ended (its latest run) or is gone (past retention);
+    False when unknown."""
     if client is None:
         return False
-    desc = await client.get_workflow_handle(workflow_id_for(order_id)).describe(
-        rpc_timeout=QUERY_TIMEOUT
-    )
+    try:
+        desc = await client.get_workflow_handle(workflow_id_for(order_id)).describe(
+            rpc_timeout=QUERY_TIMEOUT
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return True
+        raise
     return desc.status not in (None, WorkflowExecutionStatus.RUNNING)
 
 
