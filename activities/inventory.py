@@ -4,7 +4,7 @@ import grpc
 from temporalio import activity
 
 from activities.grpc_errors import translate
-from core.types import FailureReason, ReleaseStockInput, ReserveStockInput
+from core.messages import FailureReason, ReleaseStockInput, ReserveStockInput
 from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
 
 RPC_TIMEOUT = 5.0

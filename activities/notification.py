@@ -4,7 +4,7 @@ import grpc
 from temporalio import activity
 
 from activities.grpc_errors import translate
-from core.types import NotifyInput
+from core.messages import NotifyInput
 from proto.shop.v1 import notification_pb2, notification_pb2_grpc
 
 RPC_TIMEOUT = 5.0

@@ -4,7 +4,7 @@ from sqlalchemy import Engine
 from temporalio import activity
 
 from core.db import run_sql
-from core.types import OrderSnapshot
+from core.messages import OrderSnapshot
 from orders import store
 
 

@@ -4,7 +4,7 @@ import grpc
 from temporalio import activity
 
 from activities.grpc_errors import translate
-from core.types import ChargeInput, FailureReason, PaymentInfo, RefundInput
+from core.messages import ChargeInput, FailureReason, PaymentInfo, RefundInput
 from proto.shop.v1 import payment_pb2, payment_pb2_grpc
 
 RPC_TIMEOUT = 5.0

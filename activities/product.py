@@ -5,7 +5,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.grpc_errors import translate
-from core.types import FailureReason, GetProductInput, ProductInfo
+from core.messages import FailureReason, GetProductInput, ProductInfo
 from proto.shop.v1 import product_pb2, product_pb2_grpc
 
 RPC_TIMEOUT = 5.0

@@ -4,7 +4,7 @@ import grpc
 from temporalio import activity
 
 from activities.grpc_errors import translate
-from core.types import FailureReason, GetUserInput, UserInfo
+from core.messages import FailureReason, GetUserInput, UserInfo
 from proto.shop.v1 import user_pb2, user_pb2_grpc
 
 RPC_TIMEOUT = 5.0

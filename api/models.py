@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from core.types import OrderSnapshot, OrderStatus, PaymentStatus
+from core.messages import OrderSnapshot, OrderStatus, PaymentStatus
 
 ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 ID_MAX_LENGTH = 64

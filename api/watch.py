@@ -22,7 +22,7 @@ from functools import partial
 from sqlalchemy import Connection, Engine
 
 from core.db import run_sql
-from core.types import OrderSnapshot
+from core.messages import OrderSnapshot
 from orders import store
 
 log = logging.getLogger("api")

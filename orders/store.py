@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from core.types import OrderSnapshot
+from core.messages import OrderSnapshot
 from orders.models import OrderRecord, utcnow
 
 ORDERS: Table = OrderRecord.__table__  # type: ignore[assignment]

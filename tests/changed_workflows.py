@@ -12,7 +12,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.notification import NotificationActivities
-    from core.types import NotificationKind, NotifyInput, OrderSnapshot, PlaceOrderInput
+    from core.messages import NotificationKind, NotifyInput, OrderSnapshot, PlaceOrderInput
     from workflows.place_order import PlaceOrder, _undo
 
 PATCH_ID = "notify-order-received"

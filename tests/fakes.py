@@ -11,7 +11,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from core.types import (
+from core.messages import (
     ChargeInput,
     GetProductInput,
     GetUserInput,

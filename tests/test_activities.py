@@ -18,7 +18,7 @@ from activities.payment import PaymentActivities
 from activities.product import ProductActivities
 from activities.user import UserActivities
 from core.db import create_tables, run_sql
-from core.types import (
+from core.messages import (
     ChargeInput,
     GetProductInput,
     GetUserInput,

@@ -11,7 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.routes.checkout import order_id_for
 from core.db import run_sql
-from core.types import (
+from core.messages import (
     OrderLine,
     OrderSnapshot,
     OrderStatus,

@@ -16,7 +16,7 @@ from api.errors import ApiError
 from api.routes.orders import QUERY_EVERY
 from core.config import Settings
 from core.db import make_engine, run_sql
-from core.types import OrderLine, OrderSnapshot, OrderStatus, StatusChange
+from core.messages import OrderLine, OrderSnapshot, OrderStatus, StatusChange
 from orders import store
 from tests.api_fixtures import *  # noqa: F403  (the `stack` fixture)
 from tests.api_fixtures import Stack

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 
 from api.errors import ApiError
-from api.lookup import order_to_follow
+from api.order_reads import order_to_follow
 from api.watch import OrderWatch
 from core.db import create_tables, make_engine, run_sql
-from core.types import OrderLine, OrderSnapshot, OrderStatus, PaymentStatus, StatusChange
+from core.messages import OrderLine, OrderSnapshot, OrderStatus, PaymentStatus, StatusChange
 from orders import store
 from orders.models import TABLES, create_order_tables
 from tests.db_urls import fresh_database_url

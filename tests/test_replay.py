@@ -23,7 +23,7 @@ from temporalio.workflow import NondeterminismError
 
 import worker
 from core.db import create_tables, make_engine
-from core.types import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
+from core.messages import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
 from orders.models import TABLES as ORDER_TABLES
 from services.server import create_server
 from tests.changed_workflows import PatchedPlaceOrder, UnpatchedPlaceOrder

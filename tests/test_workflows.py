@@ -15,7 +15,7 @@ from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from core.types import (
+from core.messages import (
     CancelOrderInput,
     CancelOrderResult,
     CancelRequest,

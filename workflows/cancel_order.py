@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notification import NotificationActivities
     from activities.orders import OrderActivities
     from activities.payment import PaymentActivities
-    from core.types import (
+    from core.messages import (
         CancelOrderInput,
         CancelOrderResult,
         NotificationKind,

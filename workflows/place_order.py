@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payment import PaymentActivities
     from activities.product import ProductActivities
     from activities.user import UserActivities
-    from core.types import (
+    from core.messages import (
         CancelOrderInput,
         CancelRequest,
         ChargeInput,

@@ -36,7 +36,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import create_tables, make_engine
-from core.types import (
+from core.messages import (
     CancelRequest,
     OrderItem,
     OrderSnapshot,

@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import GRPC_TIMEOUT, ConnectorDep, EngineDep, PathId, StubsDep, WatchDep
 from api.errors import DATABASE_DOWN, ApiError, not_found, temporal_unavailable
-from api.lookup import QUERY_TIMEOUT, find_order, order_exists, order_to_follow, stored_order
+from api.order_reads import QUERY_TIMEOUT, find_order, order_exists, order_to_follow, stored_order
 from api.models import (
     CancelCreate,
     LedgerEntryPublic,
@@ -32,7 +32,7 @@ from api.models import (
 )
 from api.watch import OrderWatch
 from core.db import run_sql
-from core.types import CancelRequest, OrderSnapshot, OrderStatus, workflow_id_for
+from core.messages import CancelRequest, OrderSnapshot, OrderStatus, workflow_id_for
 from orders.store import list_orders as store_list_orders
 from proto.shop.v1 import payment_pb2
 

@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import not_found, temporal_unavailable
 from api.watch import OrderWatch
 from core.db import run_sql
-from core.types import OrderLine, OrderSnapshot, OrderStatus, StatusChange, workflow_id_for
+from core.messages import OrderLine, OrderSnapshot, OrderStatus, StatusChange, workflow_id_for
 from orders.store import get_order
 
 log = logging.getLogger("api")

@@ -1,4 +1,5 @@
-"""Types that cross process boundaries: workflow, activity, signal and update inputs.
+"""Messages that cross Temporal: workflow, activity, signal, query and update inputs and
+results, and the order's statuses, reasons and notification kinds they carry.
 
 Every workflow, activity and update takes exactly one of these objects, so a field can be
 added without breaking workflows that are already running (give new fields defaults).
