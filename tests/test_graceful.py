@@ -23,8 +23,8 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import make_engine
-from core.seed import DEMO_PRODUCTS, DEMO_USER_ID, seed
 from core.messages import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
+from core.seed import DEMO_PRODUCTS, DEMO_USER_ID, seed
 from proto.shop.v1 import payment_pb2, payment_pb2_grpc
 from services.server import create_server
 from tests.api_fixtures import GOOD_CARD

@@ -36,8 +36,8 @@ from api.deps import (
     WatchDep,
 )
 from api.errors import ApiError
-from api.order_reads import find_order, pending_snapshot, stored_order
 from api.models import CheckoutCreate, CheckoutPublic, error_responses
+from api.order_reads import find_order, pending_snapshot, stored_order
 from core.messages import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
 from workflows.place_order import CUSTOMER_ID, ORDER_STATUS, PlaceOrder
 

@@ -23,13 +23,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import GRPC_TIMEOUT, ConnectorDep, EngineDep, PathId, StubsDep, WatchDep
 from api.errors import DATABASE_DOWN, ApiError, not_found, temporal_unavailable
-from api.order_reads import QUERY_TIMEOUT, find_order, order_exists, order_to_follow, stored_order
 from api.models import (
     CancelCreate,
     LedgerEntryPublic,
     OrderPublic,
     error_responses,
 )
+from api.order_reads import QUERY_TIMEOUT, find_order, order_exists, order_to_follow, stored_order
 from api.watch import OrderWatch
 from core.db import run_sql
 from core.messages import CancelRequest, OrderSnapshot, OrderStatus, workflow_id_for
