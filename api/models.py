@@ -179,6 +179,7 @@ class OrderPublic(BaseModel):
     total_cents: int
     payment_status: PaymentStatus
     failure_reason: str | None
+    cancel_reason: str | None
     history: list[StatusChangePublic]
 
     @classmethod
@@ -191,6 +192,7 @@ class OrderPublic(BaseModel):
             total_cents=snap.total_cents,
             payment_status=snap.payment_status,
             failure_reason=snap.failure_reason,
+            cancel_reason=snap.cancel_reason,
             history=[StatusChangePublic(status=h.status, at=h.at) for h in snap.history],
         )
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
+from temporalio.common import SearchAttributeKey
 
 
 class OrderStatus(StrEnum):
@@ -57,6 +58,18 @@ class NotificationKind(StrEnum):
     ORDER_CANCELLED = "ORDER_CANCELLED"
     ORDER_SHIPPED = "ORDER_SHIPPED"
     ORDER_DELIVERED = "ORDER_DELIVERED"
+
+
+# Search attributes of PlaceOrder (both Keyword): the Web UI and `temporal workflow list
+# --query 'OrderStatus="PAID"'` filter on them. The server must know them before a start.
+ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+SEARCH_ATTRIBUTES = (ORDER_STATUS, CUSTOMER_ID)
+
+
+def initial_stock_key(product_id: str) -> str:
+    """The idempotency key of a product's initial stock: one adjustment per product, ever."""
+    return f"initial-stock:{product_id}"
 
 
 def workflow_id_for(order_id: str) -> str:
@@ -179,7 +192,10 @@ class OrderSnapshot(BaseModel):
     items: list[OrderLine]
     total_cents: int = 0
     payment_status: PaymentStatus = PaymentStatus.NONE
+    # A code (FailureReason) on FAILED and CANCELLED orders.
     failure_reason: str | None = None
+    # The words of whoever cancelled the order (a customer or an admin), as they gave them.
+    cancel_reason: str | None = None
     card_last4: str = ""
     history: list[StatusChange] = Field(default_factory=list)
     # Grows with each change; the read model ignores a write older than what it holds.

@@ -30,13 +30,13 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
 from core.config import Settings
+from core.messages import SEARCH_ATTRIBUTES
 from core.seed import SeedResult, seed
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEV_SERVER_IP, DEV_SERVER_PORT = "127.0.0.1", 7233
-SEARCH_ATTRIBUTES = ("OrderStatus", "CustomerId")  # both Keyword; PlaceOrder upserts them
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
@@ -56,7 +56,7 @@ def say(message: str) -> None:
 def dev_server_command(settings: Settings) -> list[str]:
     """The `temporal server start-dev` command line: persisted, with our search attributes."""
     search_attributes = [
-        a for name in SEARCH_ATTRIBUTES for a in ("--search-attribute", f"{name}=Keyword")
+        a for key in SEARCH_ATTRIBUTES for a in ("--search-attribute", f"{key.name}=Keyword")
     ]
     return [
         str(BIN / "temporal"), "server", "start-dev",
@@ -215,7 +215,7 @@ async def wait_for_temporal(address: str, namespace: str) -> None:
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)
         )
-        missing = [n for n in SEARCH_ATTRIBUTES if n not in listed.custom_attributes]
+        missing = [k.name for k in SEARCH_ATTRIBUTES if k.name not in listed.custom_attributes]
         for name in missing:  # only an external server can lack them: warn, don't wait
             say(
                 f"warning: search attribute {name} is missing; create it with `temporal operator "

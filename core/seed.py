@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from core.config import get_settings
+from core.messages import initial_stock_key
 from proto.shop.v1 import (
     inventory_pb2,
     inventory_pb2_grpc,
@@ -62,11 +63,6 @@ class SeedResult:
     user_id: str = DEMO_USER_ID
     product_ids: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def stock_key(product_id: str) -> str:
-    """The idempotency key of a product's initial stock: one adjustment per product, ever."""
-    return f"seed:{product_id}"
 
 
 async def _created_or_exists(call: grpc.aio.UnaryUnaryCall) -> bool:
@@ -129,7 +125,7 @@ async def seed(channel: grpc.aio.Channel, timeout: float = 10.0) -> SeedResult:
             continue
         await inventory.AdjustStock(
             inventory_pb2.AdjustStockRequest(
-                product_id=p.id, delta=p.stock, idempotency_key=stock_key(p.id)
+                product_id=p.id, delta=p.stock, idempotency_key=initial_stock_key(p.id)
             ),
             timeout=timeout,
         )

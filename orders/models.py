@@ -23,6 +23,7 @@ class OrderRecord(SQLModel, table=True):
     total_cents: int = Field(default=0, sa_type=BigInteger)
     payment_status: str = Field(default="NONE", max_length=16)
     failure_reason: str | None = Field(default=None, max_length=200)
+    cancel_reason: str | None = Field(default=None, max_length=500)
     card_last4: str = Field(default="", max_length=4)
     items: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))

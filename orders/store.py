@@ -26,6 +26,7 @@ SNAPSHOT_COLUMNS = (
     "total_cents",
     "payment_status",
     "failure_reason",
+    "cancel_reason",
     "card_last4",
     "history",
     "version",

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+
+from core.messages import SEARCH_ATTRIBUTES
 
 # The five real services on port 0, per backend (SQLite and PostgreSQL).
 pytest_plugins = ["tests.services_fixtures"]
@@ -32,10 +33,6 @@ def binary(name: str) -> str:
     return str(path)
 
 
-SEARCH_ATTRIBUTES = [
-    SearchAttributeKey.for_keyword("OrderStatus"),
-    SearchAttributeKey.for_keyword("CustomerId"),
-]
 
 
 async def start_time_skipping() -> WorkflowEnvironment:

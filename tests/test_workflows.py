@@ -16,6 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core.messages import (
+    CUSTOMER_ID,
+    ORDER_STATUS,
     CancelOrderInput,
     CancelOrderResult,
     CancelRequest,
@@ -28,7 +30,6 @@ from core.messages import (
 )
 from tests.fakes import FakeShop
 from worker import WORKFLOWS
-from workflows.place_order import CUSTOMER_ID, ORDER_STATUS
 
 pytestmark = pytest.mark.timeout(60)
 

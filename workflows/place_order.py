@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -25,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.product import ProductActivities
     from activities.user import UserActivities
     from core.messages import (
+        CUSTOMER_ID,
+        ORDER_STATUS,
         CancelOrderInput,
         CancelRequest,
         ChargeInput,
@@ -49,9 +51,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.saga import Saga
 
 T = TypeVar("T")
-
-ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
-CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 
 DEFAULT_FULFILMENT_DEADLINE = timedelta(days=7)
 PRE_PAYMENT = (OrderStatus.PENDING, OrderStatus.RESERVED)

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import grpc
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
-from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import create_tables, make_engine
 from core.messages import (
+    SEARCH_ATTRIBUTES,
     CancelRequest,
     OrderItem,
     OrderSnapshot,
@@ -44,6 +44,7 @@ from core.messages import (
     PaymentStatus,
     PlaceOrderInput,
     cancel_workflow_id_for,
+    initial_stock_key,
     workflow_id_for,
 )
 from orders.models import TABLES as ORDER_TABLES
@@ -67,10 +68,6 @@ FLAKY = "4000000000000119"
 USER_ID = "user-replay"
 BOOK = "product-book"  # plenty of stock
 SCARCE = "product-scarce"  # one unit
-SEARCH_ATTRIBUTES = [
-    SearchAttributeKey.for_keyword("OrderStatus"),
-    SearchAttributeKey.for_keyword("CustomerId"),
-]
 WAIT = timedelta(seconds=60)
 
 Handle = WorkflowHandle[object, OrderSnapshot]
@@ -218,7 +215,7 @@ async def seed(channel: grpc.aio.Channel) -> None:
         )
         await inventory.AdjustStock(
             inventory_pb2.AdjustStockRequest(
-                product_id=pid, delta=stock, idempotency_key=f"seed-{pid}"
+                product_id=pid, delta=stock, idempotency_key=initial_stock_key(pid)
             )
         )
 

@@ -38,8 +38,16 @@ from api.deps import (
 from api.errors import ApiError
 from api.models import CheckoutCreate, CheckoutPublic, error_responses
 from api.order_reads import find_order, pending_snapshot, stored_order
-from core.messages import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
-from workflows.place_order import CUSTOMER_ID, ORDER_STATUS, PlaceOrder
+from core.messages import (
+    CUSTOMER_ID,
+    ORDER_STATUS,
+    OrderItem,
+    OrderSnapshot,
+    OrderStatus,
+    PlaceOrderInput,
+    workflow_id_for,
+)
+from workflows.place_order import PlaceOrder
 
 log = logging.getLogger("api")
 router = APIRouter(tags=["checkout"])

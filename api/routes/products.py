@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from api.deps import GRPC_TIMEOUT, IdempotencyKey, PathId, StubsDep, created_id_for
 from api.models import ProductCreate, ProductPublic, error_responses
+from core.messages import initial_stock_key
 from proto.shop.v1 import inventory_pb2, product_pb2
 
 router = APIRouter(prefix="/products", tags=["products"])
@@ -85,7 +86,7 @@ async def create_product(
         # Keyed on the product, so a retried initial stocking adds the units only once.
         level = await stubs.inventory.AdjustStock(
             inventory_pb2.AdjustStockRequest(
-                product_id=p.id, delta=body.stock, idempotency_key=f"initial-stock:{p.id}"
+                product_id=p.id, delta=body.stock, idempotency_key=initial_stock_key(p.id)
             ),
             timeout=GRPC_TIMEOUT,
         )

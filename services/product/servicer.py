@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from core.errors import AlreadyExists, DomainError, InvalidArgument, NotFound, Unavailable
+from core.messages import initial_stock_key
 from proto.shop.v1 import product_pb2, product_pb2_grpc
 from services.common import (
     DELTA_MAX,
@@ -25,7 +26,7 @@ from services.common import (
     transact,
 )
 from services.product.models import ProductRow
-from services.product.stock import StockAdder, initial_stock_key
+from services.product.stock import StockAdder
 
 log = logging.getLogger(__name__)
 

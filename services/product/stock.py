@@ -36,11 +36,6 @@ _ATTEMPTS = 4
 _TIMEOUT = 10.0
 
 
-def initial_stock_key(product_id: str) -> str:
-    """The key of a product's initial stock (the REST API's POST /products uses it too)."""
-    return f"initial-stock:{product_id}"
-
-
 class RemoteInventory:
     """A StockAdder calling InventoryService at `target`; retries transient failures.
 
