@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from core.run import (
     Supervisor,
     child_env,
     dev_server_command,
+    free_port,
     wait_for_grpc,
     wait_for_http,
     wait_for_temporal,
@@ -71,12 +71,6 @@ MEASURED = ("temporal", "worker", "services", "api")
 def say(message: str) -> None:
     print(f"{'bench':>8} | {message}", flush=True)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((DEV_SERVER_IP, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def percentile(values: list[float], p: float) -> float:

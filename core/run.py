@@ -49,6 +49,13 @@ class Interrupted(Exception):
     """Ctrl-C, SIGTERM or a dead child arrived while starting."""
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for tests and the benchmark's own stack)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def say(message: str) -> None:
     print(f"{'run':>8} | {message}", flush=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import grpc
@@ -43,13 +42,11 @@ from proto.shop.v1 import (
     user_pb2,
     user_pb2_grpc,
 )
+from tests.harness import uid
 from tests.services_fixtures import Stubs
 
 env = ActivityEnvironment()
 
-
-def uid() -> str:
-    return uuid.uuid4().hex
 
 
 async def business_error(call: object) -> ApplicationError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.conftest import binary
+from tests.harness import free_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -28,11 +28,6 @@ DECLINED = "4000000000000002"
 FLAKY = "4000000000000119"
 FINAL = {"DELIVERED", "FAILED", "CANCELLED"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Stack:

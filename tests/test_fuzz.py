@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -36,16 +35,12 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from api.models import PaymentDetails, UserCreate
 from core.config import Settings
+from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_EXAMPLES = 25
 REQUEST_TIMEOUT = 10.0
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for_services(target: str, procs: list[subprocess.Popen[bytes]], log: Path) -> None:
@@ -75,7 +70,7 @@ def fuzz_app(
 ) -> Iterator[Any]:
     """The app, reached in-process; the services and the worker run as processes."""
     data = tmp_path_factory.mktemp("fuzz")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATA_DIR": str(data),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -28,16 +27,11 @@ from core.seed import DEMO_PRODUCTS, DEMO_USER_ID, seed
 from proto.shop.v1 import payment_pb2, payment_pb2_grpc
 from services.server import create_server
 from tests.api_fixtures import GOOD_CARD
+from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(120)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -58,7 +52,7 @@ async def env(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[dic
             TEMPORAL_TASK_QUEUE=f"graceful-{uuid.uuid4().hex[:12]}",
             GRPC_TARGET=f"127.0.0.1:{port}",
             API_HOST="127.0.0.1",
-            API_PORT=str(_free_port()),
+            API_PORT=str(free_port()),
             LOG_LEVEL="INFO",
             PYTHONUNBUFFERED="1",
         )

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import TYPE_CHECKING
 
 import grpc
 
 from proto.shop.v1 import inventory_pb2 as inv
+from tests.harness import uid
 
 if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
@@ -15,9 +15,6 @@ if TYPE_CHECKING:
 RESERVED = inv.RESERVATION_STATUS_RESERVED
 RELEASED = inv.RESERVATION_STATUS_RELEASED
 
-
-def uid(prefix: str = "") -> str:
-    return f"{prefix}{uuid.uuid4().hex}"
 
 
 async def stock(stubs: Stubs, units: int) -> str:

@@ -1,19 +1,16 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import TYPE_CHECKING
 
 import grpc
 
 from proto.shop.v1 import notification_pb2 as note
+from tests.harness import uid
 
 if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
 
-
-def uid(prefix: str = "") -> str:
-    return f"{prefix}{uuid.uuid4().hex}"
 
 
 def send(user_id: str, order_id: str, kind: str, **kw: str) -> note.SendNotificationRequest:

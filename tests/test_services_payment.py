@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import TYPE_CHECKING
 
 import grpc
@@ -9,6 +8,7 @@ from sqlalchemy import Engine, text
 
 from proto.shop.v1 import payment_pb2 as pay
 from services.common import MONEY_MAX
+from tests.harness import uid
 
 if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
@@ -21,9 +21,6 @@ CAPTURE, REFUND, DECLINE = (
     pay.LEDGER_ENTRY_TYPE_DECLINE,
 )
 
-
-def uid(prefix: str = "") -> str:
-    return f"{prefix}{uuid.uuid4().hex}"
 
 
 def charge(order_id: str, card: str = GOOD, amount: int = 1250) -> pay.ChargeRequest:

@@ -1,18 +1,15 @@
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 import grpc
 
 from proto.shop.v1 import product_pb2
+from tests.harness import uid
 
 if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
 
-
-def uid(prefix: str = "") -> str:
-    return f"{prefix}{uuid.uuid4().hex}"
 
 
 def new_product(category: str = "", **kw: object) -> product_pb2.CreateProductRequest:

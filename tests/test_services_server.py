@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ from core.errors import reason_of
 from proto.shop.v1 import user_pb2, user_pb2_grpc
 from services.faults import INJECTED
 from services.server import create_server
+from tests.harness import free_port
 
 if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
@@ -95,14 +95,9 @@ async def test_reads_are_not_faulted(
         await server.stop(None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def test_python_m_services_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATA_DIR": str(tmp_path),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from proto.shop.v1 import product_pb2 as prod
 from services.broadcast import Broadcaster
 from services.faults import INJECTED
 from services.server import create_server
+from tests.harness import free_port, uid
 
 if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
@@ -32,9 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CSV = ROOT / "services" / "product" / "example_catalogue.csv"
 WAIT = 10.0  # seconds for one streamed message: nothing may hang
 
-
-def uid(prefix: str = "") -> str:
-    return f"{prefix}{uuid.uuid4().hex}"
 
 
 async def next_of(call: Any) -> Any:
@@ -291,11 +288,6 @@ async def test_bulk_create_products_with_no_rows(stubs: Stubs) -> None:
     assert summary == prod.BulkCreateProductsSummary()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def test_product_served_alone_sets_stock_through_inventory(
     stubs: Stubs, engine: Engine
@@ -313,7 +305,7 @@ async def test_product_served_alone_sets_stock_through_inventory(
         engine,
         ("product",),
         fault_rate=0,
-        inventory_target=f"127.0.0.1:{_free_port()}",
+        inventory_target=f"127.0.0.1:{free_port()}",
     )
     for server in (inventory, product, nowhere):
         await server.start()
@@ -498,6 +490,6 @@ async def test_import_csv_cli(stubs: Stubs, engine: Engine, tmp_path: Path) -> N
     finally:
         await server.stop(None)
     code, _, err = await run_import(
-        str(EXAMPLE_CSV), "--target", f"127.0.0.1:{_free_port()}", "--timeout", "10"
+        str(EXAMPLE_CSV), "--target", f"127.0.0.1:{free_port()}", "--timeout", "10"
     )
     assert code == 3 and "UNAVAILABLE" in err

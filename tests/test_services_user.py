@@ -1,19 +1,16 @@
 from __future__ import annotations
 
 import re
-import uuid
 from typing import TYPE_CHECKING
 
 import grpc
 
 from proto.shop.v1 import user_pb2
+from tests.harness import uid
 
 if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
 
-
-def uid(prefix: str = "") -> str:
-    return f"{prefix}{uuid.uuid4().hex}"
 
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

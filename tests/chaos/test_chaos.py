@@ -19,7 +19,6 @@ import asyncio
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -38,12 +37,13 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from core.messages import initial_stock_key
 from orders.models import OrderRecord
 from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
 from services.inventory.models import AdjustmentRow, ReservationLineRow, ReservationRow, StockRow
 from services.notification.models import NotificationRow
 from services.payment.models import LedgerRow, PaymentRow
-from services.product.stock import initial_stock_key
+from tests.harness import free_port
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -71,11 +71,6 @@ COMMANDS = {
 }
 INJECTED = re.compile(r"injected fault (before|after) /shop\.v1\.(\w+)/(\w+)")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
