@@ -1,4 +1,5 @@
-"""Generates the gRPC stubs for proto/shop/v1/*.proto with grpcio-tools.
+"""Generates the gRPC stubs for proto/shop/v1/*.proto with grpcio-tools, and typed stubs of
+the services (`*_pb2_grpc.pyi`, sync and asyncio) with mypy-protobuf's protoc plugin.
 
 `make proto` writes them next to the sources; tests call `generate(tmpdir)` and compare,
 so a stub that drifts from its .proto fails the suite.
@@ -30,6 +31,8 @@ def generate(out_dir: Path) -> None:
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
+        f"--plugin=protoc-gen-mypy_grpc={Path(sys.executable).parent / 'protoc-gen-mypy_grpc'}",
+        f"--mypy_grpc_out={out_dir}",
         *(str(p.relative_to(ROOT)) for p in proto_files()),
     ]
     # protoc resolves the relative proto paths against the include dir, so run from ROOT.

@@ -18,7 +18,7 @@ def test_every_service_has_a_versioned_proto() -> None:
         assert "package shop.v1;" in p.read_text()
 
 
-@pytest.mark.parametrize("suffix", ["_pb2.py", "_pb2.pyi", "_pb2_grpc.py"])
+@pytest.mark.parametrize("suffix", ["_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi"])
 def test_generated_stubs_match_the_protos(tmp_path: Path, suffix: str) -> None:
     generate(tmp_path)
     fresh_dir = tmp_path / PROTO_DIR.relative_to(ROOT)
