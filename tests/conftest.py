@@ -16,8 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.messages import SEARCH_ATTRIBUTES
 
-# The five real services on port 0, per backend (SQLite and PostgreSQL).
-pytest_plugins = ["tests.services_fixtures"]
+# The five real services on port 0, per backend (SQLite and PostgreSQL), and the in-process
+# API on them (`stack`): fixtures shared this one way.
+pytest_plugins = ["tests.services_fixtures", "tests.api_fixtures"]
 
 BIN = Path(sys.executable).parent
 
@@ -31,9 +32,6 @@ def binary(name: str) -> str:
             raise RuntimeError(f"{name} not found: run `make install`")
         return found
     return str(path)
-
-
-
 
 async def start_time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
