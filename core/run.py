@@ -162,7 +162,7 @@ class Supervisor:
         self.log_dir = log_dir
         # By name, in start order; a child started again keeps its place.
         self.children: dict[str, asyncio.subprocess.Process] = {}
-        self.pumps: list[asyncio.Task[None]] = []
+        self.pumps: dict[asyncio.subprocess.Process, asyncio.Task[None]] = {}
         self.stop = asyncio.Event()
         self.failure: str | None = None
         self.stopping = False
@@ -177,7 +177,7 @@ class Supervisor:
             start_new_session=True, preexec_fn=_die_with_parent, limit=1 << 20,
         )  # fmt: skip
         self.children[name] = proc
-        self.pumps.append(asyncio.create_task(self._pump(name, proc, quiet_on_stop)))
+        self.pumps[proc] = asyncio.create_task(self._pump(name, proc, quiet_on_stop))
 
     def log_path(self, name: str) -> Path:
         assert self.log_dir is not None, "output goes to stdout: no log_dir"
@@ -215,18 +215,20 @@ class Supervisor:
         return task.result()
 
     async def end(self, name: str, sig: signal.Signals = signal.SIGTERM) -> int:
-        """Stops one child on purpose with `sig` (SIGKILL after STOP_TIMEOUT): its exit code."""
+        """Stops one child on purpose with `sig` (SIGKILL after STOP_TIMEOUT); returns its
+        exit code once all its output is through."""
         proc = self.children[name]
         self.ending.add(proc)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         try:
-            return await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
         except TimeoutError:
             say(f"{name} did not stop within {STOP_TIMEOUT:.0f}s: killing it")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            return await proc.wait()
+        await asyncio.gather(self.pumps[proc], return_exceptions=True)
+        return await proc.wait()
 
     async def shutdown(self) -> None:
         self.stopping = True
@@ -234,7 +236,7 @@ class Supervisor:
             if proc.returncode is None:
                 say(f"stopping {name}")
                 await self.end(name)
-        await asyncio.gather(*self.pumps, return_exceptions=True)
+        await asyncio.gather(*self.pumps.values(), return_exceptions=True)
 
 
 async def _poll(what: str, check: Callable[[], Awaitable[str | None]]) -> None:

@@ -93,7 +93,7 @@ async def test_supervisor_passes_output_through_after_an_over_long_line(
     await sup.spawn("chatty", [sys.executable, "-c", code])
     proc = sup.children["chatty"]
     assert await asyncio.wait_for(proc.wait(), 20) == 0
-    await asyncio.wait_for(asyncio.gather(*sup.pumps), 20)
+    await asyncio.wait_for(asyncio.gather(*sup.pumps.values()), 20)
     out = capsys.readouterr().out
     assert "  chatty | line 19999" in out and "  chatty | done" in out
     assert out.count("x") >= 2 << 20
