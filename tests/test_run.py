@@ -1,15 +1,19 @@
-"""`make run`'s pieces: the dev server command line, the supervisor, and idempotent seeding."""
+"""`make run`: as a whole against the session's dev server, and its pieces: the dev server
+command line, the supervisor, and idempotent seeding."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 import core.run
 from core.config import Settings
@@ -24,6 +28,48 @@ from proto.shop.v1 import (
     user_pb2,
     user_pb2_grpc,
 )
+from tests.harness import free_port, uid
+
+
+async def test_make_run_starts_seeds_says_ready_and_stops_on_sigterm(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    api_port = free_port()
+    env = dict(
+        os.environ,
+        DATA_DIR=str(tmp_path),
+        TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=uid("tq-"),
+        GRPC_PORT=str(free_port()),
+        API_PORT=str(api_port),
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.run", env=env, cwd=Path(__file__).resolve().parent.parent,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    out: list[str] = []
+    try:
+        async with asyncio.timeout(90):
+            while "Ctrl-C stops everything." not in "".join(out[-3:]):
+                line = await proc.stdout.readline()
+                assert line, "".join(out)[-3000:]
+                out.append(line.decode())
+        banner_text = "".join(out)
+        assert f"REST API        http://localhost:{api_port}" in banner_text
+        assert f"Demo user       {DEMO_USER_ID}" in banner_text
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as http:
+            listed = (await http.get("/products")).json()
+        assert {p.id for p in DEMO_PRODUCTS} <= {p["id"] for p in listed}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            rest = (await proc.stdout.read()).decode()
+            code = await proc.wait()
+    assert code == 0, rest[-3000:]
+    stops = [rest.find(f"run | stopping {name}") for name in ("api", "worker", "services")]
+    assert -1 not in stops and stops == sorted(stops), rest[-3000:]  # in reverse order
+    assert rest.rstrip().endswith("run | stopped")
 
 
 def test_dev_server_command_persists_and_registers_search_attributes(tmp_path: Path) -> None:
