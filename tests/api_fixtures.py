@@ -1,5 +1,8 @@
 """The whole stack for API tests: SQLite in tmp or PostgreSQL, the real gRPC services on
-port 0, a real worker on the dev server, and the app driven in-process through httpx."""
+port 0, a real worker on the dev server, and the app driven in-process through httpx.
+
+A pytest plugin (tests/conftest.py loads it): test modules use the `stack` fixture by name
+and import only the `Stack` type and the test cards from here."""
 
 from __future__ import annotations
 
@@ -29,16 +32,6 @@ GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
 FLAKY_CARD = "4000000000000119"
 FINAL = {"DELIVERED", "FAILED", "CANCELLED"}
-
-__all__ = [
-    "DECLINED_CARD",
-    "FINAL",
-    "FLAKY_CARD",
-    "GOOD_CARD",
-    "Stack",
-    "stack",
-]
-
 
 @dataclass
 class Stack:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
@@ -15,11 +13,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from core.messages import SEARCH_ATTRIBUTES
+from core.run import BIN
 
-# The five real services on port 0, per backend (SQLite and PostgreSQL).
-pytest_plugins = ["tests.services_fixtures"]
-
-BIN = Path(sys.executable).parent
+# The five real services on port 0, per backend (SQLite and PostgreSQL), and the in-process
+# API on them (`stack`): fixtures shared this one way.
+pytest_plugins = ["tests.services_fixtures", "tests.api_fixtures"]
 
 
 def binary(name: str) -> str:
@@ -31,9 +29,6 @@ def binary(name: str) -> str:
             raise RuntimeError(f"{name} not found: run `make install`")
         return found
     return str(path)
-
-
-
 
 async def start_time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
@@ -74,7 +69,7 @@ async def clock_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-async def dev_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the `temporal` CLI), once per session."""
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,

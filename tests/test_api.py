@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.api_fixtures import *  # noqa: F403  (the `stack` fixture)
 from tests.api_fixtures import (
     DECLINED_CARD,
     FLAKY_CARD,

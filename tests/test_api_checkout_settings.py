@@ -19,7 +19,6 @@ from core.messages import (
     StatusChange,
 )
 from orders import store
-from tests.api_fixtures import *  # noqa: F403  (the `stack` fixture)
 from tests.api_fixtures import GOOD_CARD, Stack
 
 pytestmark = pytest.mark.timeout(60)

@@ -18,7 +18,6 @@ from core.config import Settings
 from core.db import make_engine, run_sql
 from core.messages import OrderLine, OrderSnapshot, OrderStatus, StatusChange
 from orders import store
-from tests.api_fixtures import *  # noqa: F403  (the `stack` fixture)
 from tests.api_fixtures import Stack
 
 pytestmark = pytest.mark.timeout(60)

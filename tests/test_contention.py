@@ -17,7 +17,6 @@ from sqlmodel import Session, col, select
 
 from core.db import run_db
 from services.payment.models import LedgerRow
-from tests.api_fixtures import *  # noqa: F403  (the `stack` fixture)
 from tests.api_fixtures import Stack
 
 pytestmark = pytest.mark.timeout(120)

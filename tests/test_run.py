@@ -1,15 +1,19 @@
-"""`make run`'s pieces: the dev server command line, the supervisor, and idempotent seeding."""
+"""`make run`: as a whole against the session's dev server, and its pieces: the dev server
+command line, the supervisor, and idempotent seeding."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 import core.run
 from core.config import Settings
@@ -24,6 +28,48 @@ from proto.shop.v1 import (
     user_pb2,
     user_pb2_grpc,
 )
+from tests.harness import free_port, uid
+
+
+async def test_make_run_starts_seeds_says_ready_and_stops_on_sigterm(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    api_port = free_port()
+    env = dict(
+        os.environ,
+        DATA_DIR=str(tmp_path),
+        TEMPORAL_ADDRESS=dev_env.client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE=uid("tq-"),
+        GRPC_PORT=str(free_port()),
+        API_PORT=str(api_port),
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.run", env=env, cwd=Path(__file__).resolve().parent.parent,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    out: list[str] = []
+    try:
+        async with asyncio.timeout(90):
+            while "Ctrl-C stops everything." not in "".join(out[-3:]):
+                line = await proc.stdout.readline()
+                assert line, "".join(out)[-3000:]
+                out.append(line.decode())
+        banner_text = "".join(out)
+        assert f"REST API        http://localhost:{api_port}" in banner_text
+        assert f"Demo user       {DEMO_USER_ID}" in banner_text
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as http:
+            listed = (await http.get("/products")).json()
+        assert {p.id for p in DEMO_PRODUCTS} <= {p["id"] for p in listed}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            rest = (await proc.stdout.read()).decode()
+            code = await proc.wait()
+    assert code == 0, rest[-3000:]
+    stops = [rest.find(f"run | stopping {name}") for name in ("api", "worker", "services")]
+    assert -1 not in stops and stops == sorted(stops), rest[-3000:]  # in reverse order
+    assert rest.rstrip().endswith("run | stopped")
 
 
 def test_dev_server_command_persists_and_registers_search_attributes(tmp_path: Path) -> None:
@@ -36,19 +82,23 @@ def test_dev_server_command_persists_and_registers_search_attributes(tmp_path: P
     assert ("--search-attribute", "OrderStatus=Keyword") in pairs
     assert ("--search-attribute", "CustomerId=Keyword") in pairs
     assert ("--ui-port", "18233") in pairs
-    assert ("--port", "7233") in pairs
+    assert ("--ip", "127.0.0.1") in pairs and ("--port", "7233") in pairs
     assert ("--namespace", "default") in pairs
+    elsewhere = Settings(data_dir=tmp_path, temporal_address="127.0.0.1:17233")
+    other = dev_server_command(elsewhere)
+    assert ("--port", "17233") in list(zip(other, other[1:], strict=False))
 
 
 def test_children_get_one_consistent_environment(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, grpc_port=15051, api_port=18000)
-    env = child_env(settings, "127.0.0.1:7233")
+    env = child_env(settings)
     assert env["DATA_DIR"] == str(tmp_path)
     assert env["DATABASE_URL"] == f"sqlite:///{tmp_path}/shop.db"
     assert env["GRPC_PORT"] == "15051"
     assert env["GRPC_TARGET"] == "localhost:15051"
     assert env["API_PORT"] == "18000"
-    assert env["TEMPORAL_ADDRESS"] == "127.0.0.1:7233"
+    assert env["TEMPORAL_ADDRESS"] == "localhost:7233"
+    assert env["TEMPORAL_TASK_QUEUE"] == "orders"
     # What the children will read back is what this process decided.
     again = Settings(**{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
     assert (again.database_url, again.grpc_target) == (settings.database_url, settings.grpc_target)
@@ -56,7 +106,7 @@ def test_children_get_one_consistent_environment(tmp_path: Path) -> None:
 
 def test_banner_has_a_ready_to_paste_checkout() -> None:
     text = banner(
-        Settings(api_port=18000), "127.0.0.1:7233", SeedResult(product_ids=["prod-espresso"])
+        Settings(api_port=18000), SeedResult(product_ids=["prod-espresso"]), dev_server=True
     )
     assert "curl -s -X POST localhost:18000/checkout" in text
     assert "-H 'Idempotency-Key: demo-1'" in text
@@ -71,7 +121,7 @@ async def test_supervisor_names_a_dead_child_and_stops_the_rest() -> None:
     await asyncio.wait_for(sup.stop.wait(), 10)
     assert sup.failure == "crasher exited unexpectedly (exit code 3)"
     await asyncio.wait_for(sup.shutdown(), 20)
-    assert all(proc.returncode is not None for _, proc in sup.children)
+    assert all(proc.returncode is not None for proc in sup.children.values())
 
 
 async def test_supervisor_passes_output_through_after_an_over_long_line(
@@ -87,9 +137,9 @@ async def test_supervisor_passes_output_through_after_an_over_long_line(
     )
     sup = Supervisor(env={})
     await sup.spawn("chatty", [sys.executable, "-c", code])
-    proc = sup.children[0][1]
+    proc = sup.children["chatty"]
     assert await asyncio.wait_for(proc.wait(), 20) == 0
-    await asyncio.wait_for(asyncio.gather(*sup.pumps), 20)
+    await asyncio.wait_for(asyncio.gather(*sup.pumps.values()), 20)
     out = capsys.readouterr().out
     assert "  chatty | line 19999" in out and "  chatty | done" in out
     assert out.count("x") >= 2 << 20
@@ -101,7 +151,35 @@ async def test_supervisor_stops_children_in_reverse_order_with_sigterm() -> None
         await sup.spawn(name, [sys.executable, "-c", "import time; time.sleep(60)"])
     await asyncio.wait_for(sup.shutdown(), 20)
     assert sup.failure is None
-    assert [proc.returncode for _, proc in sup.children] == [-signal.SIGTERM] * 2
+    assert [proc.returncode for proc in sup.children.values()] == [-signal.SIGTERM] * 2
+
+
+async def test_supervisor_logs_to_files_and_a_child_ended_on_purpose_is_no_failure(
+    tmp_path: Path,
+) -> None:
+    code = "import sys, time; print('hello', sys.argv[1], flush=True); time.sleep(60)"
+    log = tmp_path / "a.log"
+
+    async def said(text: str) -> None:
+        for _ in range(200):
+            if log.exists() and text in log.read_text():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{text!r} not in {log}")
+
+    sup = Supervisor(env={}, log_dir=tmp_path)
+    await sup.spawn("a", [sys.executable, "-c", code, "1"])
+    await sup.spawn("b", [sys.executable, "-c", code, "b"])
+    first = sup.children["a"]
+    await said("hello 1")
+    assert await sup.end("a", signal.SIGKILL) == -signal.SIGKILL
+    await sup.spawn("a", [sys.executable, "-c", code, "2"])
+    await said("hello 2")
+    assert list(sup.children) == ["a", "b"] and sup.children["a"] is not first
+    await asyncio.wait_for(sup.shutdown(), 20)
+    assert sup.failure is None
+    assert log.read_text() == "hello 1\nhello 2\n"
+    assert (tmp_path / "b.log").read_text() == "hello b\n"
 
 
 async def test_supervisor_kills_a_child_that_ignores_sigterm(
@@ -122,7 +200,7 @@ async def test_supervisor_kills_a_child_that_ignores_sigterm(
             break
         await asyncio.sleep(0.05)
     await asyncio.wait_for(sup.shutdown(), 20)
-    assert sup.children[0][1].returncode == -signal.SIGKILL
+    assert sup.children["stubborn"].returncode == -signal.SIGKILL
 
 
 @pytest.fixture

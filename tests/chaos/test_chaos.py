@@ -1,7 +1,8 @@
 """Nothing lost under faults: the real processes, injected faults, kills, and every invariant.
 
-The stack (`python -m services`, `worker.py`, `python -m api`) runs on the session's Temporal
-dev server with its own SQLite file, ports and task queue; the services inject faults
+The stack (`python -m services`, `worker.py`, `python -m api`, started by tests/harness.py as
+`make run` starts them) runs on the session's Temporal dev server with its own SQLite file,
+ports and task queue; the services inject faults
 (FAULT_RATE=0.2, a fixed FAULT_SEED: mutating RPCs fail with UNAVAILABLE, half of them after
 committing). Two hundred checkouts are sent 20 at a time, each with an Idempotency-Key and
 retried with the same key on network errors and 5xx (some deliberately sent twice), while
@@ -16,11 +17,8 @@ Run it alone: `.venv/bin/python -m pytest tests/chaos -s`.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -43,34 +41,26 @@ from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
 from services.inventory.models import AdjustmentRow, ReservationLineRow, ReservationRow, StockRow
 from services.notification.models import NotificationRow
 from services.payment.models import LedgerRow, PaymentRow
-from tests.harness import free_port
+from tests.api_fixtures import DECLINED_CARD as DECLINED
+from tests.api_fixtures import FLAKY_CARD as FLAKY
+from tests.api_fixtures import GOOD_CARD as PAYS
+from tests.harness import RunningStack, running_stack
 
 pytestmark = pytest.mark.timeout(400)
 
-ROOT = Path(__file__).resolve().parents[2]
-FAULT_RATE = "0.2"
-FAULT_SEED = "4242"
+FAULT_RATE = 0.2
+FAULT_SEED = 4242
 PLAN_SEED = 7
 N_ORDERS = 200
 N_USERS = 10
 CONCURRENCY = 20
 # (price_cents, stock): the last one sells out early, the others part-way.
 PRODUCTS = [(1250, 80), (990, 70), (4500, 60), (2999, 50), (350, 40), (15000, 5)]
-PAYS = "4242424242424242"
-DECLINED = "4000000000000002"
-FLAKY = "4000000000000119"
 LIVE = {"PAID", "SHIPPED", "DELIVERED"}
 NOTICE = {"PAID": "ORDER_CONFIRMED", "FAILED": "ORDER_FAILED", "CANCELLED": "ORDER_CANCELLED"}
 REQUEST_DEADLINE = 150.0  # how long a client keeps retrying one request
 SETTLE_TIMEOUT = 180.0
-READY_TIMEOUT = 90.0
-COMMANDS = {
-    "services": ("-m", "services"),
-    "worker": ("worker.py",),
-    "api": ("-m", "api"),
-}
 INJECTED = re.compile(r"injected fault (before|after) /shop\.v1\.(\w+)/(\w+)")
-
 
 
 async def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
@@ -84,96 +74,20 @@ async def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
 # --- the processes -------------------------------------------------------------------------
 
 
-class Procs:
-    """The three processes; each start gets its own log file (name-N.log)."""
-
-    def __init__(
-        self, env: dict[str, str], data: Path, api: str, env_for: dict[str, dict[str, str]]
-    ) -> None:
-        self.env = env
-        self.env_for = env_for
-        self.data = data
-        self.api = api
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.starts: Counter[str] = Counter()
-        self.kills: Counter[str] = Counter()
-
-    def log(self, name: str) -> Path:
-        return self.data / f"{name}-{self.starts[name]}.log"
-
-    def start(self, name: str) -> None:
-        self.starts[name] += 1
-        with self.log(name).open("wb") as out:
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, *COMMANDS[name]],
-                cwd=ROOT,
-                env=self.env_for.get(name, self.env),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self, name: str) -> None:
-        proc = self.procs[name]
-        proc.kill()  # SIGKILL: no graceful shutdown, whatever was in flight is lost
-        proc.wait(timeout=10)
-        self.kills[name] += 1
-
-    async def ready(self, name: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
-        marker = {"services": "gRPC services ready", "worker": "worker polling task queue"}
-        async with httpx.AsyncClient(base_url=self.api, timeout=5) as http:
-            while True:
-                if self.procs[name].poll() is not None:
-                    raise AssertionError(f"{name} exited at start:\n{self.tail(name)}")
-                if name == "api":
-                    try:
-                        if (await http.get("/health")).status_code == 200:
-                            return
-                    except httpx.HTTPError:
-                        pass
-                elif marker[name] in self.log(name).read_text(errors="replace"):
-                    return
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{name} not ready:\n{self.tail(name)}")
-                await asyncio.sleep(0.2)
-
-    async def restart(self, name: str, pause: float) -> None:
-        self.kill(name)
-        await asyncio.sleep(pause)
-        self.start(name)
-        await self.ready(name)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-    def tail(self, name: str, chars: int = 3000) -> str:
-        return self.log(name).read_text(errors="replace")[-chars:]
-
-    def faults(self) -> Counter[str]:
-        """Injected faults counted from every services log: by when and by method."""
-        found: Counter[str] = Counter()
-        for log in sorted(self.data.glob("services-*.log")):
-            for when, _service, method in INJECTED.findall(log.read_text(errors="replace")):
-                found["total"] += 1
-                found[when] += 1
-                found[method] += 1
-        return found
+def faults(stack: RunningStack) -> Counter[str]:
+    """Injected faults counted from the services' log (every start): by when and by method."""
+    found: Counter[str] = Counter()
+    for when, _service, method in INJECTED.findall(stack.log("services")):
+        found["total"] += 1
+        found[when] += 1
+        found[method] += 1
+    return found
 
 
 @dataclass
 class Chaos:
-    procs: Procs
+    stack: RunningStack
     db: Path
-    task_queue: str
-    grpc_target: str
     client: Client
 
 
@@ -182,35 +96,15 @@ async def chaos(
     dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Chaos]:
     data = tmp_path_factory.mktemp("chaos")
-    grpc_port, api_port = free_port(), free_port()
-    task_queue = f"chaos-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "DATA_DIR": str(data),
-        "DATABASE_URL": f"sqlite:///{data}/shop.db",
-        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "TEMPORAL_TASK_QUEUE": task_queue,
-        "GRPC_PORT": str(grpc_port),
-        "GRPC_TARGET": f"127.0.0.1:{grpc_port}",
-        "API_PORT": str(api_port),
-        "API_HOST": "127.0.0.1",
-        "LOG_LEVEL": "INFO",
-    }
-    # Only the services inject faults: the worker and the API must not read these.
-    services_env = {**env, "FAULT_RATE": FAULT_RATE, "FAULT_SEED": FAULT_SEED}
-    procs = Procs(env, data, f"http://127.0.0.1:{api_port}", {"services": services_env})
-    procs.start("services")
-    try:
-        await procs.ready("services")
-        procs.start("worker")
-        procs.start("api")
-        await procs.ready("worker")
-        await procs.ready("api")
-        yield Chaos(procs, data / "shop.db", task_queue, env["GRPC_TARGET"], dev_env.client)
-    finally:
-        procs.stop()
-        # PAID orders' workflows wait for shipping for days: end them with the test.
-        await _terminate_running(dev_env.client, task_queue)
+    address = dev_env.client.service_client.config.target_host
+    # Only the services read FAULT_RATE: the worker and the API inject nothing.
+    settings = {"fault_rate": FAULT_RATE, "fault_seed": FAULT_SEED, "log_level": "INFO"}
+    async with running_stack(address, data, **settings) as stack:
+        try:
+            yield Chaos(stack, data / "shop.db", dev_env.client)
+        finally:
+            # PAID orders' workflows wait for shipping for days: end them with the test.
+            await _terminate_running(dev_env.client, stack.task_queue)
 
 
 async def _terminate_running(client: Client, task_queue: str) -> None:
@@ -430,7 +324,7 @@ async def settle(chaos: Chaos, wanted: dict[str, set[str]]) -> Truth:
             raise AssertionError(
                 f"{len(stuck)} order(s) did not settle in {SETTLE_TIMEOUT:.0f}s, e.g.\n"
                 + "\n".join(stuck[:10])
-                + f"\n--- worker log\n{chaos.procs.tail('worker')}"
+                + f"\n--- worker log\n{chaos.stack.log('worker')[-3000:]}"
             )
         await asyncio.sleep(1.0)
 
@@ -597,7 +491,7 @@ async def check_api(api: Api, truth: Truth, users: list[str], products: list[str
 
 async def running_workflows(chaos: Chaos, expected: int) -> int:
     """Waits (bounded) until visibility shows `expected` running workflows on the queue."""
-    query = f"TaskQueue = '{chaos.task_queue}' AND ExecutionStatus = 'Running'"
+    query = f"TaskQueue = '{chaos.stack.task_queue}' AND ExecutionStatus = 'Running'"
     deadline = time.monotonic() + 60
     while True:
         count = (await chaos.client.count_workflows(query)).count
@@ -613,8 +507,8 @@ async def test_nothing_lost_under_faults_and_kills(
     chaos: Chaos, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = time.monotonic()
-    procs = chaos.procs
-    api = Api(procs.api)
+    stack = chaos.stack
+    api = Api(stack.api_url)
     rng = random.Random(PLAN_SEED)
     phases: dict[str, float] = {}
     try:
@@ -627,7 +521,7 @@ async def test_nothing_lost_under_faults_and_kills(
 
         products = await asyncio.gather(
             *(
-                bounded(create_product(api, chaos.grpc_target, n, price, stock))
+                bounded(create_product(api, stack.grpc_target, n, price, stock))
                 for n, (price, stock) in enumerate(PRODUCTS)
             )
         )
@@ -661,7 +555,7 @@ async def test_nothing_lost_under_faults_and_kills(
 
         async def kill_when(name: str, cond: Callable[[], bool], pause: float) -> None:
             await until(cond, SETTLE_TIMEOUT, f"the moment to kill {name}")
-            await procs.restart(name, pause)
+            await stack.restart(name, pause)
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(kill_when("worker", lambda: accepted >= 30, 1.0))
@@ -731,7 +625,7 @@ async def test_nothing_lost_under_faults_and_kills(
         r.status + (f" {r.failure_reason}" if r.failure_reason else "")
         for r in truth.orders.values()
     )
-    faults = procs.faults()
+    found = faults(stack)
     sold = {p: initial[p] - truth.stock[p] for p in products}
     lines = [
         "",
@@ -743,10 +637,10 @@ async def test_nothing_lost_under_faults_and_kills(
         f"cancels: {len(targets)} of {len(paid)} paid orders, {len(twice)} twice at once; "
         f"answers {dict(sorted(cancel_answers.items()))}",
         f"units sold per product: {list(sold.values())} of {[s for _, s in PRODUCTS]}",
-        f"faults injected: {faults['total']} ({faults['before']} before, {faults['after']} "
+        f"faults injected: {found['total']} ({found['before']} before, {found['after']} "
         f"after commit); by method "
-        f"{ {k: v for k, v in sorted(faults.items()) if k not in ('total', 'before', 'after')} }",
-        f"restarts (SIGKILL + start): {dict(procs.kills)}",
+        f"{ {k: v for k, v in sorted(found.items()) if k not in ('total', 'before', 'after')} }",
+        f"restarts (SIGKILL + start): {dict(stack.restarts)}",
         f"client: {dict(sorted(api.stats.items()))}",
         f"running workflows at the end: {running} (PAID orders: {live})",
         "phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()),
@@ -757,6 +651,6 @@ async def test_nothing_lost_under_faults_and_kills(
         print("\n".join(lines), flush=True)
         for p in problems[:50]:
             print("  VIOLATION:", p, flush=True)
-    assert procs.kills == Counter({"worker": 2, "services": 1, "api": 1})
-    assert faults["total"] > 0, "no fault was injected: FAULT_RATE did not reach the services"
+    assert stack.restarts == Counter({"worker": 2, "services": 1, "api": 1})
+    assert found["total"] > 0, "no fault was injected: FAULT_RATE did not reach the services"
     assert not problems, f"{len(problems)} invariant violation(s):\n" + "\n".join(problems[:50])
