@@ -113,8 +113,7 @@ class EncryptionCodec(PayloadCodec):
             return Payload.FromString(cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], None))
         except InvalidTag:
             raise PayloadKeyError(
-                f"payload does not decrypt with key {key_id!r}: altered, or another key of "
-                "that id"
+                f"payload does not decrypt with key {key_id!r}: altered, or another key of that id"
             ) from None
 
 
