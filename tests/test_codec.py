@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from temporalio import activity, workflow
 
 # The sandbox re-imports this module for the workflow: what it needs from outside passes through.
@@ -99,7 +99,12 @@ class CodecProbe:
 
 
 def keyed_settings(tmp_path: Path, keys: str, **overrides: Any) -> Settings:
-    return Settings(data_dir=tmp_path, payload_keys=keys, jwt_secret=JWT_SECRET, **overrides)
+    return Settings(
+        data_dir=tmp_path,
+        payload_keys=SecretStr(keys),
+        jwt_secret=SecretStr(JWT_SECRET),
+        **overrides,
+    )
 
 
 def encrypting_client(env: WorkflowEnvironment, settings: Settings) -> Client:
@@ -500,8 +505,9 @@ async def test_undecodable_payloads_and_other_namespaces_get_clear_errors(tmp_pa
 
 @pytest.mark.parametrize("mode", ["optional", "required"])
 async def test_cors_answers_the_web_ui_only(tmp_path: Path, mode: str) -> None:
-    settings = keyed_settings(tmp_path, generate_payload_key(), codec_auth=mode)
-    assert settings.codec_cors_origins == [UI_ORIGIN]
+    settings = keyed_settings(
+        tmp_path, generate_payload_key(), codec_auth=mode, codec_cors_origins=[UI_ORIGIN]
+    )
     preflight = {
         "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
@@ -542,7 +548,11 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_unset_secrets_are_generated_once_into_data_dir_with_mode_0600(tmp_path: Path) -> None:
+def test_unset_secrets_are_generated_once_into_data_dir_with_mode_0600(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PAYLOAD_KEYS", "JWT_SECRET", "ADMIN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
     settings = Settings(data_dir=tmp_path / "data")
     resolvers = (resolved_payload_keys, resolved_jwt_secret, resolved_admin_password)
     first = [resolve(settings) for resolve in resolvers]
@@ -556,13 +566,18 @@ def test_unset_secrets_are_generated_once_into_data_dir_with_mode_0600(tmp_path:
     assert list(parse_payload_keys(first[0])) == ["k1"]
     assert len(first[1]) >= 43 and len(first[2]) >= 16 and first[1] != first[2]
     # They stay out of the settings' repr, so logging the settings leaks nothing.
-    loaded = Settings(data_dir=tmp_path, payload_keys=first[0], jwt_secret=first[1])
-    assert first[0] not in repr(loaded) and first[1] not in str(loaded)
+    loaded = keyed_settings(tmp_path, first[0])
+    assert first[0] not in repr(loaded) and JWT_SECRET not in str(loaded)
 
 
 def test_a_set_secret_wins_and_writes_no_file(tmp_path: Path) -> None:
     key = generate_payload_key("mine")
-    settings = Settings(data_dir=tmp_path, payload_keys=key, jwt_secret="s", admin_password="p")
+    settings = Settings(
+        data_dir=tmp_path,
+        payload_keys=SecretStr(key),
+        jwt_secret=SecretStr("s"),
+        admin_password=SecretStr("p"),
+    )
     assert resolved_payload_keys(settings) == key
     assert (resolved_jwt_secret(settings), resolved_admin_password(settings)) == ("s", "p")
     assert list(tmp_path.iterdir()) == []
@@ -587,7 +602,10 @@ def test_processes_starting_at_once_agree_on_one_secret(tmp_path: Path) -> None:
     assert mode_of(path) == 0o600
 
 
-def test_an_empty_secret_file_is_an_error_not_an_empty_secret(tmp_path: Path) -> None:
+def test_an_empty_secret_file_is_an_error_not_an_empty_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JWT_SECRET", raising=False)
     (tmp_path / "jwt_secret").write_text("\n")
     with pytest.raises(SecretFileError, match="is empty"):
         resolved_jwt_secret(Settings(data_dir=tmp_path))
