@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TASK_QUEUE = "orders"
 
@@ -32,6 +33,25 @@ class Settings(BaseSettings):
     # How long a PAID order may wait to be shipped before it is cancelled (NOT_SHIPPED).
     fulfilment_deadline_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     log_level: str = "INFO"
+    # Secrets: empty means generated once into $DATA_DIR (core.secrets resolves them).
+    # SecretStr keeps them out of reprs, so logging the settings never leaks them.
+    payload_keys: SecretStr = SecretStr("")
+    jwt_secret: SecretStr = SecretStr("")
+    admin_email: str = "admin@example.com"
+    admin_password: SecretStr = SecretStr("")
+    access_token_minutes: int = Field(default=60, gt=0)
+    codec_host: str = "127.0.0.1"
+    codec_port: int = 8081
+    # Comma-separated in the environment; empty means the Web UI's origin.
+    codec_cors_origins: Annotated[list[str], NoDecode] = []
+    codec_auth: Literal["optional", "required"] = "optional"
+
+    @field_validator("codec_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
@@ -39,6 +59,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir}/shop.db"
         if not self.grpc_target:
             self.grpc_target = f"localhost:{self.grpc_port}"
+        if not self.codec_cors_origins:
+            self.codec_cors_origins = [f"http://localhost:{self.temporal_ui_port}"]
         return self
 
     @property

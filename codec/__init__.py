@@ -1,0 +1,1 @@
+"""The payload codec server: the Web UI and the CLI read the shop's encrypted payloads here."""
