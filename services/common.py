@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session
 
 from core.db import run_db
-from core.errors import DomainError, InvalidArgument, Unavailable, abort_with
+from core.errors import DomainError, InvalidArgument, Reason, Unavailable, abort_with
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ async def transact(engine: Engine, fn: Callable[[Session], T]) -> T:
             if getattr(err.orig, "sqlstate", None) not in _RETRYABLE_SQLSTATES:
                 raise
             log.debug("serialization conflict, attempt %d", attempt)
-    raise Unavailable("concurrent update conflict, retry", reason="CONFLICT")
+    raise Unavailable("concurrent update conflict, retry", reason=Reason.CONFLICT)
 
 
 async def read(engine: Engine, fn: Callable[[Session], T]) -> T:
@@ -121,7 +121,7 @@ def grpc_method(fn: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
             # Connection lost, database locked for too long: transient, worth a retry.
             log.warning("database unavailable in %s: %s", fn.__name__, err.orig)
             await abort_with(
-                context, Unavailable("database unavailable", reason="DATABASE_UNAVAILABLE")
+                context, Unavailable("database unavailable", reason=Reason.DATABASE_UNAVAILABLE)
             )
         raise AssertionError("abort returned")
 
@@ -149,7 +149,7 @@ def grpc_stream(fn: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Resp]:
         except OperationalError as err:
             log.warning("database unavailable in %s: %s", fn.__name__, err.orig)
             await abort_with(
-                context, Unavailable("database unavailable", reason="DATABASE_UNAVAILABLE")
+                context, Unavailable("database unavailable", reason=Reason.DATABASE_UNAVAILABLE)
             )
 
     return wrapper

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select, update
 
-from core.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
+from core.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, Reason
 from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
 from services.broadcast import Broadcaster
 from services.common import (
@@ -142,7 +142,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 raise FailedPrecondition(
                     f"stock of {product_id} would go below zero "
                     f"({stock.available} available, delta {delta})",
-                    reason="INSUFFICIENT_STOCK",
+                    reason=Reason.INSUFFICIENT_STOCK,
                 )
             stock.available += delta
             stock.updated_at = utcnow()
@@ -171,7 +171,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         product_id = ident("product_id", request.product_id)
         row = await read(self._engine, lambda s: s.get(StockRow, product_id))
         if row is None:
-            raise NotFound(f"no stock record for {product_id}", reason="STOCK_NOT_FOUND")
+            raise NotFound(f"no stock record for {product_id}", reason=Reason.STOCK_NOT_FOUND)
         return _level(row.product_id, row.available)
 
     @grpc_method
@@ -223,7 +223,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 if left is None:
                     raise FailedPrecondition(
                         f"product {product_id} is out of stock ({quantity} requested)",
-                        reason="OUT_OF_STOCK",
+                        reason=Reason.OUT_OF_STOCK,
                     )
                 changes.append((product_id, left, next(self._seq)))
                 session.add(
@@ -287,7 +287,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
         reservation = await transact(self._engine, work)
         if reservation is None:
-            raise NotFound(f"no reservation for {order_id}", reason="RESERVATION_NOT_FOUND")
+            raise NotFound(f"no reservation for {order_id}", reason=Reason.RESERVATION_NOT_FOUND)
         return reservation.to_pb()
 
     @grpc_stream
@@ -336,5 +336,5 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 ack.error, ack.reason = err.message, err.reason
             except OperationalError as err:
                 log.warning("database unavailable in SyncInventory: %s", err.orig)
-                ack.error, ack.reason = "database unavailable", "DATABASE_UNAVAILABLE"
+                ack.error, ack.reason = "database unavailable", Reason.DATABASE_UNAVAILABLE
             yield ack
