@@ -105,6 +105,15 @@ async def read(engine: Engine, fn: Callable[[Session], T]) -> T:
     return await run_db(engine, fn, read_only=True)
 
 
+def as_domain_error(err: DomainError | OperationalError, where: str) -> DomainError:
+    """What a servicer reports for an error: a DomainError as it is; a database that is
+    unreachable or locked for too long as transient (UNAVAILABLE), worth a retry."""
+    if isinstance(err, DomainError):
+        return err
+    log.warning("database unavailable in %s: %s", where, err.orig)
+    return Unavailable("database unavailable", reason=Reason.DATABASE_UNAVAILABLE)
+
+
 Handler = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
 
 
@@ -115,14 +124,8 @@ def grpc_method(fn: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
     async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         try:
             return await fn(self, request, context)
-        except DomainError as err:
-            await abort_with(context, err)
-        except OperationalError as err:
-            # Connection lost, database locked for too long: transient, worth a retry.
-            log.warning("database unavailable in %s: %s", fn.__name__, err.orig)
-            await abort_with(
-                context, Unavailable("database unavailable", reason=Reason.DATABASE_UNAVAILABLE)
-            )
+        except (DomainError, OperationalError) as err:
+            await abort_with(context, as_domain_error(err, fn.__name__))
         raise AssertionError("abort returned")
 
     return wrapper
@@ -144,12 +147,7 @@ def grpc_stream(fn: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Resp]:
         try:
             async for item in fn(self, request, context):
                 yield item
-        except DomainError as err:
-            await abort_with(context, err)
-        except OperationalError as err:
-            log.warning("database unavailable in %s: %s", fn.__name__, err.orig)
-            await abort_with(
-                context, Unavailable("database unavailable", reason=Reason.DATABASE_UNAVAILABLE)
-            )
+        except (DomainError, OperationalError) as err:
+            await abort_with(context, as_domain_error(err, fn.__name__))
 
     return wrapper

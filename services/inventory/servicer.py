@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -17,6 +16,7 @@ from services.common import (
     DELTA_MAX,
     KEY_MAX,
     QUANTITY_MAX,
+    as_domain_error,
     grpc_method,
     grpc_stream,
     ident,
@@ -40,8 +40,6 @@ _STATUS = {
 }
 MAX_LINES = 100
 MAX_LIST = 1000
-
-log = logging.getLogger(__name__)
 
 # A committed change of one product's level: (product_id, available, seq). `seq` is taken
 # while the transaction holds the product's row lock, so it orders one product's commits.
@@ -332,9 +330,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                     adjustment.product_id, adjustment.delta, adjustment.idempotency_key
                 )
                 ack.ok = True
-            except DomainError as err:
-                ack.error, ack.reason = err.message, err.reason
-            except OperationalError as err:
-                log.warning("database unavailable in SyncInventory: %s", err.orig)
-                ack.error, ack.reason = "database unavailable", Reason.DATABASE_UNAVAILABLE
+            except (DomainError, OperationalError) as err:
+                failure = as_domain_error(err, "SyncInventory")
+                ack.error, ack.reason = failure.message, failure.reason
             yield ack

@@ -16,6 +16,7 @@ from services.common import (
     DELTA_MAX,
     MONEY_MAX,
     TEXT_MAX,
+    as_domain_error,
     grpc_method,
     ident,
     in_range,
@@ -170,11 +171,8 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
             number = summary.received
             try:
                 created = await self._import_row(row, number, first_row)
-            except DomainError as err:
-                message = err.message
-            except OperationalError as err:
-                log.warning("database unavailable in BulkCreateProducts: %s", err.orig)
-                message = "database unavailable"
+            except (DomainError, OperationalError) as err:
+                message = as_domain_error(err, "BulkCreateProducts").message
             else:
                 if created:
                     summary.created += 1
