@@ -9,6 +9,7 @@ API:      gRPC status + reason -> HTTP status with {"error": {"code", "message"}
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import cast
 
 import grpc
 
@@ -93,7 +94,7 @@ async def abort_with(context: grpc.aio.ServicerContext, err: DomainError) -> Non
 
 def reason_of(err: grpc.aio.AioRpcError) -> str | None:
     """The reason a servicer attached to a failed call, if any (transport errors have none)."""
-    for key, value in err.trailing_metadata() or ():
-        if key == REASON_METADATA_KEY:
-            return value if isinstance(value, str) else value.decode()
-    return None
+    # A grpc.aio.Metadata at run time; grpc-stubs types it as the sync error's tuple.
+    metadata = cast(grpc.aio.Metadata | None, err.trailing_metadata())
+    value = metadata.get(REASON_METADATA_KEY) if metadata else None
+    return value.decode() if isinstance(value, bytes) else value
