@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -75,12 +75,18 @@ async def test_get_user(stubs: Stubs) -> None:
     assert err.type == "USER_NOT_FOUND" and err.non_retryable
 
 
-async def test_get_product(stubs: Stubs) -> None:
+async def test_get_product(stubs: Stubs, engine: Engine) -> None:
     acts = ProductActivities(stubs.product)
     pid = await new_product(stubs, stock=0, price=1234)
     found = await env.run(acts.get_product, GetProductInput(product_id=pid))
     assert found.price_cents == 1234
     err = await business_error(env.run(acts.get_product, GetProductInput(product_id=uid())))
+    assert err.type == "PRODUCT_NOT_FOUND" and err.non_retryable
+    # A product no longer for sale fails an order the same way.
+    with engine.begin() as conn:
+        deactivate = text("UPDATE product_products SET active = false WHERE id = :id")
+        conn.execute(deactivate, {"id": pid})
+    err = await business_error(env.run(acts.get_product, GetProductInput(product_id=pid)))
     assert err.type == "PRODUCT_NOT_FOUND" and err.non_retryable
 
 
