@@ -3,11 +3,9 @@ from __future__ import annotations
 import grpc
 from temporalio import activity
 
-from activities.grpc_errors import translate
-from core.messages import FailureReason, ReleaseStockInput, ReserveStockInput
+from activities.rpc import RPC_TIMEOUT, to_application_error
+from core.messages import ReleaseStockInput, ReserveStockInput
 from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
-
-RPC_TIMEOUT = 5.0
 
 
 class InventoryActivities:
@@ -27,8 +25,7 @@ class InventoryActivities:
         try:
             await self._stub.ReserveStock(req, timeout=RPC_TIMEOUT)
         except grpc.aio.AioRpcError as err:
-            business = {grpc.StatusCode.FAILED_PRECONDITION: FailureReason.OUT_OF_STOCK.value}
-            raise translate(err, business) from None
+            raise to_application_error(err) from None
 
     @activity.defn(name="release_stock")
     async def release_stock(self, inp: ReleaseStockInput) -> None:
@@ -38,4 +35,4 @@ class InventoryActivities:
                 inventory_pb2.ReleaseStockRequest(order_id=inp.order_id), timeout=RPC_TIMEOUT
             )
         except grpc.aio.AioRpcError as err:
-            raise translate(err, {}) from None
+            raise to_application_error(err) from None

@@ -3,11 +3,9 @@ from __future__ import annotations
 import grpc
 from temporalio import activity
 
-from activities.grpc_errors import translate
+from activities.rpc import RPC_TIMEOUT, to_application_error
 from core.messages import NotifyInput
 from proto.shop.v1 import notification_pb2, notification_pb2_grpc
-
-RPC_TIMEOUT = 5.0
 
 
 class NotificationActivities:
@@ -27,4 +25,4 @@ class NotificationActivities:
         try:
             await self._stub.SendNotification(req, timeout=RPC_TIMEOUT)
         except grpc.aio.AioRpcError as err:
-            raise translate(err, {}) from None
+            raise to_application_error(err) from None

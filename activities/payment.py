@@ -3,17 +3,18 @@ from __future__ import annotations
 import grpc
 from temporalio import activity
 
-from activities.grpc_errors import translate
-from core.messages import ChargeInput, FailureReason, PaymentInfo, RefundInput
+from activities.rpc import RPC_TIMEOUT, to_application_error
+from core.messages import ChargeInput, PaymentInfo, RefundInput
+from core.wire import payment_status_from_pb
 from proto.shop.v1 import payment_pb2, payment_pb2_grpc
-
-RPC_TIMEOUT = 5.0
 
 
 def _info(r: payment_pb2.PaymentResult) -> PaymentInfo:
-    status = payment_pb2.PaymentStatus.Name(r.status).removeprefix("PAYMENT_STATUS_")
     return PaymentInfo(
-        order_id=r.order_id, status=status, amount_cents=r.amount_cents, card_last4=r.card_last4
+        order_id=r.order_id,
+        status=payment_status_from_pb(r.status),
+        amount_cents=r.amount_cents,
+        card_last4=r.card_last4,
     )
 
 
@@ -23,7 +24,8 @@ class PaymentActivities:
 
     @activity.defn(name="charge")
     async def charge(self, inp: ChargeInput) -> PaymentInfo:
-        """Captures the order's total once (idempotency key); PAYMENT_DECLINED is final.
+        """Captures the order's total once (idempotency key); PAYMENT_DECLINED is final, and
+        so is PAYMENT_VOIDED (a refund of the order came first).
 
         The provider's transient processing errors come back UNAVAILABLE and are retried.
         """
@@ -36,8 +38,7 @@ class PaymentActivities:
         try:
             return _info(await self._stub.Charge(req, timeout=RPC_TIMEOUT))
         except grpc.aio.AioRpcError as err:
-            business = {grpc.StatusCode.FAILED_PRECONDITION: FailureReason.PAYMENT_DECLINED.value}
-            raise translate(err, business) from None
+            raise to_application_error(err) from None
 
     @activity.defn(name="refund")
     async def refund(self, inp: RefundInput) -> PaymentInfo:
@@ -46,4 +47,4 @@ class PaymentActivities:
         try:
             return _info(await self._stub.Refund(req, timeout=RPC_TIMEOUT))
         except grpc.aio.AioRpcError as err:
-            raise translate(err, {}) from None
+            raise to_application_error(err) from None

@@ -3,11 +3,9 @@ from __future__ import annotations
 import grpc
 from temporalio import activity
 
-from activities.grpc_errors import translate
-from core.messages import FailureReason, GetUserInput, UserInfo
+from activities.rpc import RPC_TIMEOUT, to_application_error
+from core.messages import GetUserInput, UserInfo
 from proto.shop.v1 import user_pb2, user_pb2_grpc
-
-RPC_TIMEOUT = 5.0
 
 
 class UserActivities:
@@ -22,6 +20,5 @@ class UserActivities:
                 user_pb2.GetUserRequest(id=inp.user_id), timeout=RPC_TIMEOUT
             )
         except grpc.aio.AioRpcError as err:
-            business = {grpc.StatusCode.NOT_FOUND: FailureReason.USER_NOT_FOUND.value}
-            raise translate(err, business) from None
+            raise to_application_error(err) from None
         return UserInfo(id=user.id, email=user.email, name=user.name)

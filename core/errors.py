@@ -1,66 +1,100 @@
-"""A small hierarchy of domain errors, translated at each boundary.
+"""The reasons a service gives for refusing a call, and a small hierarchy of domain errors.
 
-servicer: DomainError -> gRPC status (+ trailing metadata `error-reason`)
-activity: gRPC status -> ApplicationError (business reasons non-retryable)
-API:      gRPC status / workflow state -> HTTP status with {"error": {"code", "message"}}
+An error keeps its reason across every boundary:
+servicer: DomainError -> gRPC status + trailing metadata `error-reason` (`abort_with`)
+activity: gRPC status + reason -> ApplicationError(type=reason) (`activities/rpc.py`)
+API:      gRPC status + reason -> HTTP status with {"error": {"code", "message"}}
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import cast
+
 import grpc
 
+from core.messages import FailureReason
+
 REASON_METADATA_KEY = "error-reason"
+
+
+class Reason(StrEnum):
+    """Every machine-readable reason a service attaches to an error, defined once.
+
+    An error without one of these carries its status code's name (`NOT_FOUND`, ...).
+    """
+
+    # Business outcomes of a checkout: the order ends FAILED with the reason as it is.
+    USER_NOT_FOUND = FailureReason.USER_NOT_FOUND
+    PRODUCT_NOT_FOUND = FailureReason.PRODUCT_NOT_FOUND
+    OUT_OF_STOCK = FailureReason.OUT_OF_STOCK
+    PAYMENT_DECLINED = FailureReason.PAYMENT_DECLINED
+    # Refusals that asking again will not change.
+    INVALID_EMAIL = "INVALID_EMAIL"
+    INVALID_CARD = "INVALID_CARD"
+    EMAIL_TAKEN = "EMAIL_TAKEN"
+    USER_ID_TAKEN = "USER_ID_TAKEN"
+    PRODUCT_ID_TAKEN = "PRODUCT_ID_TAKEN"
+    SKU_TAKEN = "SKU_TAKEN"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    # A charge after the order's payment was refunded or voided (a refund came first).
+    PAYMENT_VOIDED = "PAYMENT_VOIDED"
+    INSUFFICIENT_STOCK = "INSUFFICIENT_STOCK"
+    STOCK_NOT_FOUND = "STOCK_NOT_FOUND"
+    RESERVATION_NOT_FOUND = "RESERVATION_NOT_FOUND"
+    # Transient: the same call may succeed later.
+    PROCESSING_ERROR = "PROCESSING_ERROR"
+    CONFLICT = "CONFLICT"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    INVENTORY_UNAVAILABLE = "INVENTORY_UNAVAILABLE"
+    WATCHER_TOO_SLOW = "WATCHER_TOO_SLOW"
+    INJECTED_FAULT = "INJECTED_FAULT"
 
 
 class DomainError(Exception):
     """Base of the errors a service reports to its caller."""
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
-    default_reason = "ERROR"
 
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.reason = reason or self.default_reason
+        # A str, not only a Reason: a reason read back from another service passes through.
+        self.reason = reason or self.code.name
 
 
 class InvalidArgument(DomainError):
     code = grpc.StatusCode.INVALID_ARGUMENT
-    default_reason = "INVALID_ARGUMENT"
 
 
 class NotFound(DomainError):
     code = grpc.StatusCode.NOT_FOUND
-    default_reason = "NOT_FOUND"
 
 
 class AlreadyExists(DomainError):
     code = grpc.StatusCode.ALREADY_EXISTS
-    default_reason = "ALREADY_EXISTS"
 
 
 class FailedPrecondition(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
-    default_reason = "FAILED_PRECONDITION"
 
 
 class Unavailable(DomainError):
     """Transient: the caller may retry."""
 
     code = grpc.StatusCode.UNAVAILABLE
-    default_reason = "UNAVAILABLE"
 
 
 async def abort_with(context: grpc.aio.ServicerContext, err: DomainError) -> None:
     """Ends an RPC with the error's status code, message and machine-readable reason."""
     await context.abort(
-        err.code, err.message, trailing_metadata=((REASON_METADATA_KEY, err.reason),)
+        err.code, err.message, trailing_metadata=((REASON_METADATA_KEY, str(err.reason)),)
     )
 
 
 def reason_of(err: grpc.aio.AioRpcError) -> str | None:
-    """The `error-reason` a servicer attached to a failed call, if any."""
-    for key, value in err.trailing_metadata() or ():
-        if key == REASON_METADATA_KEY:
-            return value if isinstance(value, str) else value.decode()
-    return None
+    """The reason a servicer attached to a failed call, if any (transport errors have none)."""
+    # A grpc.aio.Metadata at run time; grpc-stubs types it as the sync error's tuple.
+    metadata = cast(grpc.aio.Metadata | None, err.trailing_metadata())
+    value = metadata.get(REASON_METADATA_KEY) if metadata else None
+    return value.decode() if isinstance(value, bytes) else value

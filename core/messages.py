@@ -33,10 +33,18 @@ FINAL_STATUSES = frozenset({OrderStatus.DELIVERED, OrderStatus.FAILED, OrderStat
 
 
 class PaymentStatus(StrEnum):
+    """An order's payment, as the payment service keeps it and the order shows it.
+
+    The wire form is the proto enum `shop.v1.PaymentStatus`; `core/wire.py` converts.
+    """
+
     NONE = "NONE"
     CAPTURED = "CAPTURED"
     DECLINED = "DECLINED"
     REFUNDED = "REFUNDED"
+    # The service's answer to a refund of an order never captured: a later charge is
+    # refused. The order itself keeps NONE (nothing was taken, nothing given back).
+    VOIDED = "VOIDED"
 
 
 class FailureReason(StrEnum):
@@ -156,7 +164,7 @@ class RefundInput(BaseModel):
 
 class PaymentInfo(BaseModel):
     order_id: str
-    status: str
+    status: PaymentStatus
     amount_cents: int = 0
     card_last4: str = ""
 

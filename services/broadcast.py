@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
-from core.errors import Unavailable
+from core.errors import Reason, Unavailable
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ class Subscription(Generic[T]):
         if isinstance(item, _Overflow):
             raise Unavailable(
                 "the stream fell too far behind its events; subscribe again",
-                reason="WATCHER_TOO_SLOW",
+                reason=Reason.WATCHER_TOO_SLOW,
             )
         return item
 

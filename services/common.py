@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session
 
 from core.db import run_db
-from core.errors import DomainError, InvalidArgument, Unavailable, abort_with
+from core.errors import DomainError, InvalidArgument, Reason, Unavailable, abort_with
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,21 @@ async def transact(engine: Engine, fn: Callable[[Session], T]) -> T:
             if getattr(err.orig, "sqlstate", None) not in _RETRYABLE_SQLSTATES:
                 raise
             log.debug("serialization conflict, attempt %d", attempt)
-    raise Unavailable("concurrent update conflict, retry", reason="CONFLICT")
+    raise Unavailable("concurrent update conflict, retry", reason=Reason.CONFLICT)
 
 
 async def read(engine: Engine, fn: Callable[[Session], T]) -> T:
     """Runs `fn`, which only reads, in one transaction that takes no write lock."""
     return await run_db(engine, fn, read_only=True)
+
+
+def as_domain_error(err: DomainError | OperationalError, where: str) -> DomainError:
+    """What a servicer reports for an error: a DomainError as it is; a database that is
+    unreachable or locked for too long as transient (UNAVAILABLE), worth a retry."""
+    if isinstance(err, DomainError):
+        return err
+    log.warning("database unavailable in %s: %s", where, err.orig)
+    return Unavailable("database unavailable", reason=Reason.DATABASE_UNAVAILABLE)
 
 
 Handler = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
@@ -115,14 +124,8 @@ def grpc_method(fn: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
     async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         try:
             return await fn(self, request, context)
-        except DomainError as err:
-            await abort_with(context, err)
-        except OperationalError as err:
-            # Connection lost, database locked for too long: transient, worth a retry.
-            log.warning("database unavailable in %s: %s", fn.__name__, err.orig)
-            await abort_with(
-                context, Unavailable("database unavailable", reason="DATABASE_UNAVAILABLE")
-            )
+        except (DomainError, OperationalError) as err:
+            await abort_with(context, as_domain_error(err, fn.__name__))
         raise AssertionError("abort returned")
 
     return wrapper
@@ -144,12 +147,7 @@ def grpc_stream(fn: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Resp]:
         try:
             async for item in fn(self, request, context):
                 yield item
-        except DomainError as err:
-            await abort_with(context, err)
-        except OperationalError as err:
-            log.warning("database unavailable in %s: %s", fn.__name__, err.orig)
-            await abort_with(
-                context, Unavailable("database unavailable", reason="DATABASE_UNAVAILABLE")
-            )
+        except (DomainError, OperationalError) as err:
+            await abort_with(context, as_domain_error(err, fn.__name__))
 
     return wrapper

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from core.errors import REASON_METADATA_KEY
+from core.errors import Reason, Unavailable, abort_with
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,7 @@ class FaultInjector(grpc.aio.ServerInterceptor):
                 await inner(request, context)  # a real error from the handler wins
             INJECTED[when] += 1
             log.warning("injected fault %s %s (%d so far)", when, method, sum(INJECTED.values()))
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                "injected fault",
-                trailing_metadata=((REASON_METADATA_KEY, "INJECTED_FAULT"),),
-            )
+            await abort_with(context, Unavailable("injected fault", reason=Reason.INJECTED_FAULT))
 
         return grpc.unary_unary_rpc_method_handler(
             faulty,

@@ -11,6 +11,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from core.errors import Reason
 from core.messages import (
     ChargeInput,
     GetProductInput,
@@ -18,6 +19,7 @@ from core.messages import (
     NotifyInput,
     OrderSnapshot,
     PaymentInfo,
+    PaymentStatus,
     ProductInfo,
     RefundInput,
     ReleaseStockInput,
@@ -59,14 +61,16 @@ class FakeShop:
         if self.user_delay:
             await asyncio.sleep(self.user_delay)
         if inp.user_id not in self.users:
-            raise ApplicationError("no such user", type="USER_NOT_FOUND", non_retryable=True)
+            raise ApplicationError("no such user", type=Reason.USER_NOT_FOUND, non_retryable=True)
         return UserInfo(id=inp.user_id, email="a@example.com", name="A")
 
     @activity.defn(name="get_product")
     async def get_product(self, inp: GetProductInput) -> ProductInfo:
         self.calls.append("get_product")
         if inp.product_id not in self.products:
-            raise ApplicationError("no such product", type="PRODUCT_NOT_FOUND", non_retryable=True)
+            raise ApplicationError(
+                "no such product", type=Reason.PRODUCT_NOT_FOUND, non_retryable=True
+            )
         return ProductInfo(
             id=inp.product_id,
             sku=inp.product_id,
@@ -80,7 +84,7 @@ class FakeShop:
         if inp.order_id in self.reserved:
             return
         if any(self.stock.get(i.product_id, 0) < i.quantity for i in inp.items):
-            raise ApplicationError("out of stock", type="OUT_OF_STOCK", non_retryable=True)
+            raise ApplicationError("out of stock", type=Reason.OUT_OF_STOCK, non_retryable=True)
         for i in inp.items:
             self.stock[i.product_id] -= i.quantity
         self.reserved[inp.order_id] = [(i.product_id, i.quantity) for i in inp.items]
@@ -101,15 +105,17 @@ class FakeShop:
             await self.charge_gate.wait()
         if inp.order_id in self.voided:
             # As the real provider: a refund that came first voids the order's payment.
-            raise ApplicationError("payment voided", type="PAYMENT_VOIDED", non_retryable=True)
+            raise ApplicationError("payment voided", type=Reason.PAYMENT_VOIDED, non_retryable=True)
         if self.decline:
-            raise ApplicationError("card declined", type="PAYMENT_DECLINED", non_retryable=True)
+            raise ApplicationError(
+                "card declined", type=Reason.PAYMENT_DECLINED, non_retryable=True
+            )
         if self.charge_attempts <= self.charge_transient_failures:
-            raise ApplicationError("processing error", type="PROCESSING_ERROR")
+            raise ApplicationError("processing error", type=Reason.PROCESSING_ERROR)
         self.captured.setdefault(inp.order_id, inp.amount_cents)
         return PaymentInfo(
             order_id=inp.order_id,
-            status="CAPTURED",
+            status=PaymentStatus.CAPTURED,
             amount_cents=inp.amount_cents,
             card_last4=inp.card_number[-4:],
         )
@@ -120,12 +126,14 @@ class FakeShop:
         if inp.order_id in self.captured and self.refunds[inp.order_id] == 0:
             self.refunds[inp.order_id] += 1
             return PaymentInfo(
-                order_id=inp.order_id, status="REFUNDED", amount_cents=self.captured[inp.order_id]
+                order_id=inp.order_id,
+                status=PaymentStatus.REFUNDED,
+                amount_cents=self.captured[inp.order_id],
             )
         if self.refunds[inp.order_id]:
-            return PaymentInfo(order_id=inp.order_id, status="REFUNDED")
+            return PaymentInfo(order_id=inp.order_id, status=PaymentStatus.REFUNDED)
         self.voided.add(inp.order_id)
-        return PaymentInfo(order_id=inp.order_id, status="VOIDED")
+        return PaymentInfo(order_id=inp.order_id, status=PaymentStatus.VOIDED)
 
     @activity.defn(name="send_notification")
     async def send_notification(self, inp: NotifyInput) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -27,6 +27,7 @@ from core.messages import (
     OrderLine,
     OrderSnapshot,
     OrderStatus,
+    PaymentStatus,
     RefundInput,
     ReleaseStockInput,
     ReserveStockInput,
@@ -46,7 +47,6 @@ from tests.harness import uid
 from tests.services_fixtures import Stubs
 
 env = ActivityEnvironment()
-
 
 
 async def business_error(call: object) -> ApplicationError:
@@ -75,12 +75,18 @@ async def test_get_user(stubs: Stubs) -> None:
     assert err.type == "USER_NOT_FOUND" and err.non_retryable
 
 
-async def test_get_product(stubs: Stubs) -> None:
+async def test_get_product(stubs: Stubs, engine: Engine) -> None:
     acts = ProductActivities(stubs.product)
     pid = await new_product(stubs, stock=0, price=1234)
     found = await env.run(acts.get_product, GetProductInput(product_id=pid))
     assert found.price_cents == 1234
     err = await business_error(env.run(acts.get_product, GetProductInput(product_id=uid())))
+    assert err.type == "PRODUCT_NOT_FOUND" and err.non_retryable
+    # A product no longer for sale fails an order the same way.
+    with engine.begin() as conn:
+        deactivate = text("UPDATE product_products SET active = false WHERE id = :id")
+        conn.execute(deactivate, {"id": pid})
+    err = await business_error(env.run(acts.get_product, GetProductInput(product_id=pid)))
     assert err.type == "PRODUCT_NOT_FOUND" and err.non_retryable
 
 
@@ -127,10 +133,10 @@ async def test_charge_refund_and_declines(stubs: Stubs) -> None:
     )
     paid = await env.run(acts.charge, charge)
     again = await env.run(acts.charge, charge)
-    assert paid.status == again.status == "CAPTURED" and paid.card_last4 == "4242"
+    assert paid.status is again.status is PaymentStatus.CAPTURED and paid.card_last4 == "4242"
     refund = RefundInput(order_id=order, idempotency_key=f"{order}:refund")
-    assert (await env.run(acts.refund, refund)).status == "REFUNDED"
-    assert (await env.run(acts.refund, refund)).status == "REFUNDED"
+    assert (await env.run(acts.refund, refund)).status is PaymentStatus.REFUNDED
+    assert (await env.run(acts.refund, refund)).status is PaymentStatus.REFUNDED
     ledger = await stubs.payment.ListLedger(payment_pb2.ListLedgerRequest(order_id=order))
     assert [(e.type, e.amount_cents) for e in ledger.entries] == [
         (payment_pb2.LEDGER_ENTRY_TYPE_CAPTURE, 999),
@@ -145,6 +151,30 @@ async def test_charge_refund_and_declines(stubs: Stubs) -> None:
     assert err.type == "PAYMENT_DECLINED" and err.non_retryable
 
 
+async def test_charge_after_a_void_keeps_the_service_reason(stubs: Stubs) -> None:
+    # The reason passes through as the service gave it: PAYMENT_VOIDED, not PAYMENT_DECLINED
+    # (which would mark the order's payment DECLINED though no card was ever refused).
+    acts = PaymentActivities(stubs.payment)
+    order = uid()
+    voided = await env.run(acts.refund, RefundInput(order_id=order, idempotency_key=uid()))
+    assert voided.status is PaymentStatus.VOIDED
+    charge = ChargeInput(
+        order_id=order, amount_cents=100, card_number="4242424242424242", idempotency_key=uid()
+    )
+    err = await business_error(env.run(acts.charge, charge))
+    assert err.type == "PAYMENT_VOIDED" and err.non_retryable
+    assert err.message == f"payment of order {order} was voided"
+
+
+async def test_a_refused_request_is_final_with_its_reason(stubs: Stubs) -> None:
+    acts = PaymentActivities(stubs.payment)
+    bad_card = ChargeInput(
+        order_id=uid(), amount_cents=100, card_number="4242", idempotency_key=uid()
+    )
+    err = await business_error(env.run(acts.charge, bad_card))
+    assert err.type == "INVALID_CARD" and err.non_retryable
+
+
 async def test_processing_error_is_retryable_then_pays(stubs: Stubs) -> None:
     acts = PaymentActivities(stubs.payment)
     order = uid()
@@ -157,7 +187,7 @@ async def test_processing_error_is_retryable_then_pays(stubs: Stubs) -> None:
     for _ in range(2):
         err = await business_error(env.run(acts.charge, charge))
         assert not err.non_retryable and err.type == "PROCESSING_ERROR"
-    assert (await env.run(acts.charge, charge)).status == "CAPTURED"
+    assert (await env.run(acts.charge, charge)).status is PaymentStatus.CAPTURED
 
 
 async def test_notification_is_sent_once(stubs: Stubs) -> None:

@@ -5,12 +5,12 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from core.messages import NotificationKind
 from proto.shop.v1 import notification_pb2 as note
 from tests.harness import uid
 
 if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
-
 
 
 def send(user_id: str, order_id: str, kind: str, **kw: str) -> note.SendNotificationRequest:
@@ -67,3 +67,13 @@ async def test_invalid_notifications(stubs: Stubs, expect_error: ExpectError) ->
     await expect_error(
         stubs.notification.ListNotifications(note.ListNotificationsRequest()), invalid
     )
+
+
+async def test_every_notification_kind_is_accepted(stubs: Stubs) -> None:
+    user_id, order_id = uid("u-"), uid("o-")
+    for kind in NotificationKind:
+        await stubs.notification.SendNotification(send(user_id, order_id, kind))
+    listed = await stubs.notification.ListNotifications(
+        note.ListNotificationsRequest(user_id=user_id)
+    )
+    assert [n.kind for n in listed.notifications] == [k.value for k in NotificationKind]

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 import grpc
 from sqlalchemy import Engine, text
 
+from core.messages import PaymentStatus
+from core.wire import payment_status_from_pb, payment_status_to_pb
 from proto.shop.v1 import payment_pb2 as pay
 from services.common import MONEY_MAX
 from tests.harness import uid
@@ -20,7 +22,6 @@ CAPTURE, REFUND, DECLINE = (
     pay.LEDGER_ENTRY_TYPE_REFUND,
     pay.LEDGER_ENTRY_TYPE_DECLINE,
 )
-
 
 
 def charge(order_id: str, card: str = GOOD, amount: int = 1250) -> pay.ChargeRequest:
@@ -138,10 +139,22 @@ async def test_refund_once(stubs: Stubs, expect_error: ExpectError) -> None:
     assert all(e.created_at.endswith("Z") for e in entries.entries)
 
 
-async def test_refund_without_capture_voids(stubs: Stubs, expect_error: ExpectError) -> None:
+def test_every_payment_status_has_one_wire_value() -> None:
+    wire = {payment_status_to_pb(s) for s in PaymentStatus}
+    assert wire == set(pay.PaymentStatus.values()) - {pay.PAYMENT_STATUS_UNSPECIFIED}
+    assert all(payment_status_from_pb(payment_status_to_pb(s)) is s for s in PaymentStatus)
+
+
+async def test_refund_without_capture_voids(
+    stubs: Stubs, expect_error: ExpectError, engine: Engine
+) -> None:
     order_id = uid("o-")
     voided = await stubs.payment.Refund(refund(order_id))
     assert voided.status == pay.PAYMENT_STATUS_VOIDED
+    # The ledger keeps the enum's value as plain text: readable by any SQL client.
+    with engine.connect() as conn:
+        query = text("SELECT status FROM payment_orders WHERE order_id = :o")
+        assert conn.execute(query, {"o": order_id}).scalar_one() == "VOIDED"
     assert (await stubs.payment.Refund(refund(order_id))).status == pay.PAYMENT_STATUS_VOIDED
     await expect_error(
         stubs.payment.Charge(charge(order_id)),

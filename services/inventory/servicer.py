@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -10,13 +9,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select, update
 
-from core.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
+from core.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, Reason
 from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
 from services.broadcast import Broadcaster
 from services.common import (
     DELTA_MAX,
     KEY_MAX,
     QUANTITY_MAX,
+    as_domain_error,
     grpc_method,
     grpc_stream,
     ident,
@@ -40,8 +40,6 @@ _STATUS = {
 }
 MAX_LINES = 100
 MAX_LIST = 1000
-
-log = logging.getLogger(__name__)
 
 # A committed change of one product's level: (product_id, available, seq). `seq` is taken
 # while the transaction holds the product's row lock, so it orders one product's commits.
@@ -142,7 +140,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 raise FailedPrecondition(
                     f"stock of {product_id} would go below zero "
                     f"({stock.available} available, delta {delta})",
-                    reason="INSUFFICIENT_STOCK",
+                    reason=Reason.INSUFFICIENT_STOCK,
                 )
             stock.available += delta
             stock.updated_at = utcnow()
@@ -171,7 +169,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         product_id = ident("product_id", request.product_id)
         row = await read(self._engine, lambda s: s.get(StockRow, product_id))
         if row is None:
-            raise NotFound(f"no stock record for {product_id}", reason="STOCK_NOT_FOUND")
+            raise NotFound(f"no stock record for {product_id}", reason=Reason.STOCK_NOT_FOUND)
         return _level(row.product_id, row.available)
 
     @grpc_method
@@ -223,7 +221,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                 if left is None:
                     raise FailedPrecondition(
                         f"product {product_id} is out of stock ({quantity} requested)",
-                        reason="OUT_OF_STOCK",
+                        reason=Reason.OUT_OF_STOCK,
                     )
                 changes.append((product_id, left, next(self._seq)))
                 session.add(
@@ -287,7 +285,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
         reservation = await transact(self._engine, work)
         if reservation is None:
-            raise NotFound(f"no reservation for {order_id}", reason="RESERVATION_NOT_FOUND")
+            raise NotFound(f"no reservation for {order_id}", reason=Reason.RESERVATION_NOT_FOUND)
         return reservation.to_pb()
 
     @grpc_stream
@@ -332,9 +330,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                     adjustment.product_id, adjustment.delta, adjustment.idempotency_key
                 )
                 ack.ok = True
-            except DomainError as err:
-                ack.error, ack.reason = err.message, err.reason
-            except OperationalError as err:
-                log.warning("database unavailable in SyncInventory: %s", err.orig)
-                ack.error, ack.reason = "database unavailable", "DATABASE_UNAVAILABLE"
+            except (DomainError, OperationalError) as err:
+                failure = as_domain_error(err, "SyncInventory")
+                ack.error, ack.reason = failure.message, failure.reason
             yield ack

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Enum
 from sqlmodel import Field, SQLModel
 
+from core.messages import NotificationKind
 from services.common import Timestamp, utcnow
 
 
@@ -15,7 +17,8 @@ class NotificationRow(SQLModel, table=True):
     id: str = Field(max_length=64, unique=True)
     user_id: str = Field(max_length=64, index=True)
     order_id: str = Field(max_length=64, index=True)
-    kind: str = Field(max_length=32)
+    # VARCHAR(32) holding the member's name (= its value), read back as the enum.
+    kind: NotificationKind = Field(sa_type=Enum(NotificationKind, native_enum=False, length=32))
     message: str = Field(default="", max_length=2000)
     idempotency_key: str = Field(max_length=128, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from core.errors import InvalidArgument
+from core.messages import NotificationKind
 from proto.shop.v1 import notification_pb2, notification_pb2_grpc
 from services.broadcast import Broadcaster
 from services.common import (
@@ -25,10 +26,6 @@ from services.common import (
 from services.notification.models import NotificationRow
 
 log = logging.getLogger(__name__)
-
-KINDS = frozenset(
-    {"ORDER_CONFIRMED", "ORDER_FAILED", "ORDER_CANCELLED", "ORDER_SHIPPED", "ORDER_DELIVERED"}
-)
 
 
 def _to_pb(row: NotificationRow) -> notification_pb2.Notification:
@@ -58,8 +55,10 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         user_id = ident("user_id", request.user_id)
         order_id = ident("order_id", request.order_id)
         key = ident("idempotency_key", request.idempotency_key, KEY_MAX)
-        if request.kind not in KINDS:
-            raise InvalidArgument(f"kind must be one of {', '.join(sorted(KINDS))}")
+        try:
+            kind = NotificationKind(request.kind)
+        except ValueError:
+            raise InvalidArgument(f"kind must be one of {', '.join(NotificationKind)}") from None
         message = text("message", request.message, TEXT_MAX, required=False)
 
         def work(session: Session) -> tuple[NotificationRow, bool]:
@@ -71,7 +70,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                 id=new_id(),
                 user_id=user_id,
                 order_id=order_id,
-                kind=request.kind,
+                kind=kind,
                 message=message,
                 idempotency_key=key,
             )

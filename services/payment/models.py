@@ -2,16 +2,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, Enum
 from sqlmodel import Field, SQLModel
 
+from core.messages import PaymentStatus
 from services.common import Timestamp, utcnow
-
-NONE = "NONE"
-CAPTURED = "CAPTURED"
-DECLINED = "DECLINED"
-REFUNDED = "REFUNDED"
-VOIDED = "VOIDED"
 
 CAPTURE = "CAPTURE"
 REFUND = "REFUND"
@@ -24,7 +19,10 @@ class PaymentRow(SQLModel, table=True):
     __tablename__ = "payment_orders"
 
     order_id: str = Field(primary_key=True, max_length=64)
-    status: str = Field(default=NONE, max_length=16)
+    # VARCHAR(16) holding the member's name (= its value), read back as the enum.
+    status: PaymentStatus = Field(
+        default=PaymentStatus.NONE, sa_type=Enum(PaymentStatus, native_enum=False, length=16)
+    )
     amount_cents: int = Field(default=0, sa_type=BigInteger)
     card_last4: str = Field(default="", max_length=4)
     attempts: int = 0

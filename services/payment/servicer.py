@@ -6,7 +6,16 @@ import grpc
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from core.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, Unavailable
+from core.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    Reason,
+    Unavailable,
+)
+from core.messages import PaymentStatus
+from core.wire import payment_status_to_pb
 from proto.shop.v1 import payment_pb2, payment_pb2_grpc
 from services.common import (
     KEY_MAX,
@@ -18,18 +27,7 @@ from services.common import (
     transact,
     utcnow,
 )
-from services.payment.models import (
-    CAPTURE,
-    CAPTURED,
-    DECLINE,
-    DECLINED,
-    NONE,
-    REFUND,
-    REFUNDED,
-    VOIDED,
-    LedgerRow,
-    PaymentRow,
-)
+from services.payment.models import CAPTURE, DECLINE, REFUND, LedgerRow, PaymentRow
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +36,6 @@ DECLINED_CARD = "4000000000000002"
 FLAKY_CARD = "4000000000000119"
 FLAKY_FAILURES = 2
 
-_STATUS = {
-    NONE: payment_pb2.PAYMENT_STATUS_NONE,
-    CAPTURED: payment_pb2.PAYMENT_STATUS_CAPTURED,
-    DECLINED: payment_pb2.PAYMENT_STATUS_DECLINED,
-    REFUNDED: payment_pb2.PAYMENT_STATUS_REFUNDED,
-    VOIDED: payment_pb2.PAYMENT_STATUS_VOIDED,
-}
 _ENTRY = {
     CAPTURE: payment_pb2.LEDGER_ENTRY_TYPE_CAPTURE,
     REFUND: payment_pb2.LEDGER_ENTRY_TYPE_REFUND,
@@ -53,15 +44,15 @@ _ENTRY = {
 
 
 def _declined() -> FailedPrecondition:
-    return FailedPrecondition("card declined", reason="PAYMENT_DECLINED")
+    return FailedPrecondition("card declined", reason=Reason.PAYMENT_DECLINED)
 
 
 def _result(row: PaymentRow | None, order_id: str) -> payment_pb2.PaymentResult:
     if row is None:
-        return payment_pb2.PaymentResult(order_id=order_id, status=payment_pb2.PAYMENT_STATUS_NONE)
+        row = PaymentRow(order_id=order_id)
     return payment_pb2.PaymentResult(
         order_id=row.order_id,
-        status=_STATUS[row.status],
+        status=payment_status_to_pb(row.status),
         amount_cents=row.amount_cents,
         card_last4=row.card_last4,
     )
@@ -70,7 +61,7 @@ def _result(row: PaymentRow | None, order_id: str) -> payment_pb2.PaymentResult:
 def _card(number: str) -> str:
     """Validates the card number's format; the number itself never leaves this request."""
     if not (12 <= len(number) <= 19 and number.isascii() and number.isdigit()):
-        raise InvalidArgument("card_number must be 12 to 19 digits", reason="INVALID_CARD")
+        raise InvalidArgument("card_number must be 12 to 19 digits", reason=Reason.INVALID_CARD)
     return number
 
 
@@ -93,7 +84,7 @@ def _add_entry(session: Session, order_id: str, kind: str, amount: int, key: str
     if used is not None:
         raise AlreadyExists(
             f"idempotency_key already used for a {used.type} of order {used.order_id}",
-            reason="IDEMPOTENCY_KEY_REUSED",
+            reason=Reason.IDEMPOTENCY_KEY_REUSED,
         )
     session.add(LedgerRow(order_id=order_id, type=kind, amount_cents=amount, idempotency_key=key))
 
@@ -131,27 +122,27 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         # back the decline or the attempt count).
         def work(session: Session) -> tuple[PaymentRow, DomainError | None]:
             row = _locked_row(session, order_id)
-            if row.status == CAPTURED:
+            if row.status == PaymentStatus.CAPTURED:
                 return row, None
-            if row.status in (REFUNDED, VOIDED):
+            if row.status in (PaymentStatus.REFUNDED, PaymentStatus.VOIDED):
                 return row, FailedPrecondition(
                     f"payment of order {order_id} was {row.status.lower()}",
-                    reason="PAYMENT_VOIDED",
+                    reason=Reason.PAYMENT_VOIDED,
                 )
-            if row.status == DECLINED:
+            if row.status == PaymentStatus.DECLINED:
                 return row, _declined()
             row.attempts += 1
             row.card_last4 = last4
             row.updated_at = utcnow()
             if card == DECLINED_CARD or over_limit:
-                row.status = DECLINED
+                row.status = PaymentStatus.DECLINED
                 row.amount_cents = amount
                 _add_entry(session, order_id, DECLINE, amount, key)
                 outcome: DomainError | None = _declined()
             elif card == FLAKY_CARD and row.attempts <= FLAKY_FAILURES:
-                outcome = Unavailable("processing error, retry", reason="PROCESSING_ERROR")
+                outcome = Unavailable("processing error, retry", reason=Reason.PROCESSING_ERROR)
             else:
-                row.status = CAPTURED
+                row.status = PaymentStatus.CAPTURED
                 row.amount_cents = amount
                 _add_entry(session, order_id, CAPTURE, amount, key)
                 outcome = None
@@ -178,11 +169,11 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
 
         def work(session: Session) -> PaymentRow:
             row = _locked_row(session, order_id)
-            if row.status == CAPTURED:
-                row.status = REFUNDED
+            if row.status == PaymentStatus.CAPTURED:
+                row.status = PaymentStatus.REFUNDED
                 _add_entry(session, order_id, REFUND, row.amount_cents, key)
-            elif row.status == NONE:
-                row.status = VOIDED
+            elif row.status == PaymentStatus.NONE:
+                row.status = PaymentStatus.VOIDED
             else:  # REFUNDED, VOIDED, DECLINED: nothing held, nothing to give back
                 return row
             row.updated_at = utcnow()

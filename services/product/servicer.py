@@ -9,13 +9,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from core.errors import AlreadyExists, DomainError, InvalidArgument, NotFound, Unavailable
+from core.errors import AlreadyExists, DomainError, InvalidArgument, NotFound, Reason, Unavailable
 from core.messages import initial_stock_key
 from proto.shop.v1 import product_pb2, product_pb2_grpc
 from services.common import (
     DELTA_MAX,
     MONEY_MAX,
     TEXT_MAX,
+    as_domain_error,
     grpc_method,
     ident,
     in_range,
@@ -83,12 +84,12 @@ def _insert(
     if same_id is not None:
         if same_id.sku == new.sku:
             return same_id, False
-        raise AlreadyExists(f"product id {product_id} is taken", reason="PRODUCT_ID_TAKEN")
+        raise AlreadyExists(f"product id {product_id} is taken", reason=Reason.PRODUCT_ID_TAKEN)
     same_sku = session.exec(select(ProductRow).where(ProductRow.sku == new.sku)).first()
     if same_sku is not None:
         if sku_taken_ok and not new.id:
             return same_sku, False
-        raise AlreadyExists(f"sku {new.sku} is taken", reason="SKU_TAKEN")
+        raise AlreadyExists(f"sku {new.sku} is taken", reason=Reason.SKU_TAKEN)
     row = ProductRow(
         id=product_id,
         sku=new.sku,
@@ -133,7 +134,7 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
         product_id = ident("id", request.id)
         row = await read(self._engine, lambda s: s.get(ProductRow, product_id))
         if row is None:
-            raise NotFound(f"product {product_id} not found", reason="PRODUCT_NOT_FOUND")
+            raise NotFound(f"product {product_id} not found", reason=Reason.PRODUCT_NOT_FOUND)
         return _to_pb(row)
 
     @grpc_method
@@ -170,11 +171,8 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
             number = summary.received
             try:
                 created = await self._import_row(row, number, first_row)
-            except DomainError as err:
-                message = err.message
-            except OperationalError as err:
-                log.warning("database unavailable in BulkCreateProducts: %s", err.orig)
-                message = "database unavailable"
+            except (DomainError, OperationalError) as err:
+                message = as_domain_error(err, "BulkCreateProducts").message
             else:
                 if created:
                     summary.created += 1

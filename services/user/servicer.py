@@ -4,7 +4,7 @@ import grpc
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from core.errors import AlreadyExists, InvalidArgument, NotFound
+from core.errors import AlreadyExists, InvalidArgument, NotFound, Reason
 from proto.shop.v1 import user_pb2, user_pb2_grpc
 from services.common import grpc_method, ident, new_id, read, rfc3339, text, transact
 from services.user.models import UserRow
@@ -32,7 +32,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         email = text("email", request.email.strip(), EMAIL_MAX)
         local, _, domain = email.partition("@")
         if not local or not domain or " " in email:
-            raise InvalidArgument("email must look like name@domain", reason="INVALID_EMAIL")
+            raise InvalidArgument("email must look like name@domain", reason=Reason.INVALID_EMAIL)
         name = text("name", request.name.strip())
         user_id = ident("id", request.id) if request.id else new_id()
         key = email.lower()
@@ -42,10 +42,10 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
             if same_id is not None:
                 if same_id.email_key == key:
                     return same_id
-                raise AlreadyExists(f"user id {user_id} is taken", reason="USER_ID_TAKEN")
+                raise AlreadyExists(f"user id {user_id} is taken", reason=Reason.USER_ID_TAKEN)
             taken = session.exec(select(UserRow).where(UserRow.email_key == key)).first()
             if taken is not None:
-                raise AlreadyExists(f"email {email} is taken", reason="EMAIL_TAKEN")
+                raise AlreadyExists(f"email {email} is taken", reason=Reason.EMAIL_TAKEN)
             row = UserRow(id=user_id, email=email, email_key=key, name=name)
             session.add(row)
             session.flush()
@@ -61,5 +61,5 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         user_id = ident("id", request.id)
         row = await read(self._engine, lambda s: s.get(UserRow, user_id))
         if row is None:
-            raise NotFound(f"user {user_id} not found", reason="USER_NOT_FOUND")
+            raise NotFound(f"user {user_id} not found", reason=Reason.USER_NOT_FOUND)
         return _to_pb(row)
