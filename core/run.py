@@ -30,6 +30,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
 from core.config import Settings
+from core.grpc_client import Stubs
 from core.messages import SEARCH_ATTRIBUTES
 from core.seed import SeedResult, seed
 
@@ -279,8 +280,8 @@ async def start_stack(sup: Supervisor, settings: Settings, temporal_address: str
     await sup.spawn("api", [sys.executable, "-m", "api"])
     api_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
     await wait_for_http(f"http://{api_host}:{settings.api_port}/health")
-    async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
-        return await seed(channel)
+    async with Stubs.open(settings.grpc_target) as stubs:
+        return await seed(stubs)
 
 
 def banner(settings: Settings, temporal_address: str, seeded: SeedResult) -> str:

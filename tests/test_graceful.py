@@ -22,6 +22,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import make_engine
+from core.grpc_client import Stubs
 from core.messages import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
 from core.seed import DEMO_PRODUCTS, DEMO_USER_ID, seed
 from proto.shop.v1 import payment_pb2, payment_pb2_grpc
@@ -41,8 +42,8 @@ async def env(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[dic
     engine = make_engine(url)
     server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
     await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        await seed(channel)
+    async with Stubs.open(f"127.0.0.1:{port}") as stubs:
+        await seed(stubs)
     try:
         yield dict(
             os.environ,
