@@ -114,7 +114,8 @@ async def main() -> None:
     engine = make_engine(settings.database_url)
     migrate(engine)
     client = await connect(settings)
-    async with Stubs.open(settings.grpc_target) as stubs:
+    # No retries in the channel: Temporal retries each activity, visibly in its history.
+    async with Stubs.open(settings.grpc_target, retry=False) as stubs:
         worker = build_worker(client, settings.temporal_task_queue, build_activities(stubs, engine))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

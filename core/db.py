@@ -9,6 +9,7 @@ thread through `run_db`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from alembic import command
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
@@ -23,6 +25,8 @@ from sqlmodel import Session, create_engine
 from core import migrations
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def normalize_url(url: str) -> str:
@@ -102,7 +106,11 @@ def migrate(engine: Engine) -> None:
     with _migrating, engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
+        before = MigrationContext.configure(conn).get_current_revision()
         command.upgrade(migrations.config(conn), "head")
+        after = MigrationContext.configure(conn).get_current_revision()
+    if after != before:
+        log.info("database schema migrated from %s to %s", before or "nothing", after)
 
 
 _read_only_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()

@@ -1,6 +1,7 @@
 """The one way to reach the five gRPC services: a channel with gRPC's own retry policy, and
 their stubs on it. The API, the worker, the seeding, the product service (for inventory)
-and the tests all use it.
+and the tests all use it. The worker's channel goes without the policy: Temporal retries
+its activities, and each retry shows in the workflow's history.
 """
 
 from __future__ import annotations
@@ -64,12 +65,14 @@ CHANNEL_OPTIONS = (
 
 
 def open_channel(
-    target: str, credentials: grpc.ChannelCredentials | None = None
+    target: str, credentials: grpc.ChannelCredentials | None = None, *, retry: bool = True
 ) -> grpc.aio.Channel:
-    """A channel to `target` with the retry policy; TLS when `credentials` are given."""
+    """A channel to `target` with the retry policy (unless `retry=False`); TLS when
+    `credentials` are given."""
+    options = CHANNEL_OPTIONS if retry else (("grpc.enable_retries", 0),)
     if credentials is None:
-        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-    return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, credentials, options=options)
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,10 @@ class Stubs:
         )
 
     @classmethod
-    def open(cls, target: str, credentials: grpc.ChannelCredentials | None = None) -> Stubs:
-        return cls.on(open_channel(target, credentials))
+    def open(
+        cls, target: str, credentials: grpc.ChannelCredentials | None = None, *, retry: bool = True
+    ) -> Stubs:
+        return cls.on(open_channel(target, credentials, retry=retry))
 
     async def close(self) -> None:
         await self.channel.close()

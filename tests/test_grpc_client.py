@@ -4,6 +4,7 @@ safe to repeat, turns injected faults into answers."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import grpc
 import httpx
@@ -15,7 +16,6 @@ from core.config import Settings
 from core.grpc_client import RETRIED_METHODS, Stubs
 from proto.shop.v1 import (
     inventory_pb2,
-    inventory_pb2_grpc,
     notification_pb2,
     payment_pb2,
     product_pb2,
@@ -71,16 +71,15 @@ async def test_injected_faults_are_retried_and_applied_once(engine: Engine) -> N
         assert faults["before"] > 0 and faults["after"] > 0, faults
         assert level.available == CALLS
 
-        # The same faults without the retry policy reach the caller.
+        # The same faults without the retry policy (the worker's channel) reach the caller.
         failed = 0
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            plain = inventory_pb2_grpc.InventoryServiceStub(channel)
+        async with Stubs.open(f"127.0.0.1:{port}", retry=False) as plain:
             for _ in range(CALLS):
                 request = inventory_pb2.AdjustStockRequest(
                     product_id=product_id, delta=1, idempotency_key=uid()
                 )
                 try:
-                    await plain.AdjustStock(request, timeout=10)
+                    await plain.inventory.AdjustStock(request, timeout=10)
                 except grpc.aio.AioRpcError as err:
                     assert err.code() == grpc.StatusCode.UNAVAILABLE
                     failed += 1
@@ -90,13 +89,15 @@ async def test_injected_faults_are_retried_and_applied_once(engine: Engine) -> N
 
 
 async def test_the_api_answers_despite_injected_faults(
-    engine: Engine, dev_env: WorkflowEnvironment
+    engine: Engine, dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     server, port = create_server(
         "127.0.0.1:0", engine, fault_rate=FAULT_RATE, fault_seed=FAULT_SEED
     )
     await server.start()
-    settings = Settings(database_url=engine.url.render_as_string(hide_password=False))
+    settings = Settings(
+        data_dir=tmp_path, database_url=engine.url.render_as_string(hide_password=False)
+    )
     settings.grpc_target = f"127.0.0.1:{port}"
     app = create_app(settings, client=dev_env.client)
     before = injected()

@@ -7,11 +7,16 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 
 from alembic.config import Config
 from sqlalchemy import Connection, MetaData
 from sqlmodel import SQLModel
+
+# Alembic names its dialect at every start of every process: noise. core.db.migrate logs
+# when it changed the schema.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 # Every module that defines tables: each service's and the order read model.
 MODEL_MODULES = (
