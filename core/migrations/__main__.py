@@ -8,6 +8,7 @@ Read it before committing (autogenerate misses renames and CHECK constraints).
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def main() -> None:
     revision = commands.add_parser("revision", help="write the next migration from the models")
     revision.add_argument("message")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command != "revision":
         engine = make_engine(get_settings().database_url)
         migrate(engine)
