@@ -22,7 +22,7 @@ install: $(STAMP)
 # every platform; existing pins stay unless LOCK_ARGS=--upgrade.
 lock: install
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 \
-		--generate-hashes --custom-compile-command "make lock" --output-file requirements.lock \
+		--generate-hashes --custom-compile-command "make lock" --output-file requirements.lock --quiet \
 		$(LOCK_ARGS)
 
 # Brings DATABASE_URL's schema to the latest migration (every process also does at start).

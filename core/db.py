@@ -1,9 +1,8 @@
 """Database engines for SQLite (default) and PostgreSQL (psycopg), shared by every owner of tables.
 
-Each service owns its tables (`<service>_*` names); `migrate` creates and upgrades them all
-with the order read model. Servicers are
-async; SQLModel sessions are sync, so the database work of one request runs in a worker
-thread through `run_db`.
+Each service owns its tables (`<service>_*` names); `migrate` creates and upgrades them all,
+with the order read model's. Servicers are async; SQLModel sessions are sync, so the
+database work of one request runs in a worker thread through `run_db`.
 """
 
 from __future__ import annotations

@@ -51,7 +51,9 @@ class RemoteInventory:
             product_id=product_id, delta=delta, idempotency_key=idempotency_key
         )
         try:
-            level = await self._stubs.inventory.AdjustStock(request, timeout=_TIMEOUT)
+            level: inventory_pb2.StockLevel = await self._stubs.inventory.AdjustStock(
+                request, timeout=_TIMEOUT
+            )
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.UNIMPLEMENTED:
                 raise Unavailable(
