@@ -10,10 +10,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# The pinned, hash-checked versions of requirements.lock, then the project itself on top.
+# The pinned, hash-checked versions of requirements.lock, then the project itself on top;
+# pip check fails when the lock misses a dependency of pyproject.toml (run `make lock`).
 $(STAMP): $(PY) pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
