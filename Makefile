@@ -4,17 +4,32 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test proto lint bench clean
+.PHONY: install lock migrate run test proto lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[test]"
+# The pinned, hash-checked versions of requirements.lock, then the project itself on top;
+# pip check fails when the lock misses a dependency of pyproject.toml (run `make lock`).
+$(STAMP): $(PY) pyproject.toml requirements.lock
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Regenerates requirements.lock from pyproject.toml (with the test extra) from PyPI, for
+# every platform; existing pins stay unless LOCK_ARGS=--upgrade.
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 \
+		--generate-hashes --custom-compile-command "make lock" --output-file requirements.lock --quiet \
+		$(LOCK_ARGS)
+
+# Brings DATABASE_URL's schema to the latest migration (every process also does at start).
+migrate: install
+	$(PY) -m core.migrations
 
 run: install
 	$(PY) -m core.run

@@ -15,7 +15,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -29,16 +28,9 @@ from activities.payment import PaymentActivities
 from activities.product import ProductActivities
 from activities.user import UserActivities
 from core.config import Settings, get_settings
-from core.db import make_engine
+from core.db import make_engine, migrate
+from core.grpc_client import Stubs
 from core.runtime import freeze_startup_objects
-from orders.models import create_order_tables
-from proto.shop.v1 import (
-    inventory_pb2_grpc,
-    notification_pb2_grpc,
-    payment_pb2_grpc,
-    product_pb2_grpc,
-    user_pb2_grpc,
-)
 from workflows.cancel_order import CancelOrder
 from workflows.place_order import PlaceOrder
 
@@ -72,13 +64,13 @@ def compile_sandboxed_modules(*packages: Path) -> None:
             log.debug("cannot byte-compile %s: %s", package, err)
 
 
-def build_activities(channel: grpc.aio.Channel, engine: Engine) -> list[Callable[..., Any]]:
-    """Every activity of both workflows, bound to stubs on one shared channel."""
-    user = UserActivities(user_pb2_grpc.UserServiceStub(channel))
-    product = ProductActivities(product_pb2_grpc.ProductServiceStub(channel))
-    inventory = InventoryActivities(inventory_pb2_grpc.InventoryServiceStub(channel))
-    payment = PaymentActivities(payment_pb2_grpc.PaymentServiceStub(channel))
-    notification = NotificationActivities(notification_pb2_grpc.NotificationServiceStub(channel))
+def build_activities(stubs: Stubs, engine: Engine) -> list[Callable[..., Any]]:
+    """Every activity of both workflows, bound to the services' stubs."""
+    user = UserActivities(stubs.user)
+    product = ProductActivities(stubs.product)
+    inventory = InventoryActivities(stubs.inventory)
+    payment = PaymentActivities(stubs.payment)
+    notification = NotificationActivities(stubs.notification)
     orders = OrderActivities(engine)
     return [
         user.get_user,
@@ -120,12 +112,11 @@ async def main() -> None:
     )
     compile_sandboxed_modules(WORKFLOWS_DIR)
     engine = make_engine(settings.database_url)
-    create_order_tables(engine)
+    migrate(engine)
     client = await connect(settings)
-    async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
-        worker = build_worker(
-            client, settings.temporal_task_queue, build_activities(channel, engine)
-        )
+    # No retries in the channel: Temporal retries each activity, visibly in its history.
+    async with Stubs.open(settings.grpc_target, retry=False) as stubs:
+        worker = build_worker(client, settings.temporal_task_queue, build_activities(stubs, engine))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,13 +6,10 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-import grpc
 from fastapi import Depends, Header, Path, Request
-from grpc_health.v1 import health_pb2_grpc
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -21,13 +18,7 @@ from api.errors import ApiError, temporal_unavailable
 from api.models import ID_MAX_LENGTH, ID_PATTERN
 from api.watch import OrderWatch
 from core.config import Settings
-from proto.shop.v1 import (
-    inventory_pb2_grpc,
-    notification_pb2_grpc,
-    payment_pb2_grpc,
-    product_pb2_grpc,
-    user_pb2_grpc,
-)
+from core.grpc_client import Stubs
 
 log = logging.getLogger("api")
 
@@ -37,29 +28,6 @@ TEMPORAL_CONNECT_TIMEOUT = 3.0
 # After a failed connection, requests answer 503 at once for this long instead of each
 # waiting for an attempt of its own.
 TEMPORAL_RETRY_AFTER = 2.0
-
-
-@dataclass
-class Stubs:
-    """The five services' stubs (and the health stub) on one channel."""
-
-    users: user_pb2_grpc.UserServiceStub
-    products: product_pb2_grpc.ProductServiceStub
-    inventory: inventory_pb2_grpc.InventoryServiceStub
-    payments: payment_pb2_grpc.PaymentServiceStub
-    notifications: notification_pb2_grpc.NotificationServiceStub
-    health: health_pb2_grpc.HealthStub
-
-    @classmethod
-    def on(cls, channel: grpc.aio.Channel) -> Stubs:
-        return cls(
-            users=user_pb2_grpc.UserServiceStub(channel),
-            products=product_pb2_grpc.ProductServiceStub(channel),
-            inventory=inventory_pb2_grpc.InventoryServiceStub(channel),
-            payments=payment_pb2_grpc.PaymentServiceStub(channel),
-            notifications=notification_pb2_grpc.NotificationServiceStub(channel),
-            health=health_pb2_grpc.HealthStub(channel),
-        )
 
 
 class TemporalConnector:
@@ -178,10 +146,11 @@ IdempotencyKey = Annotated[
 
 
 def created_id_for(kind: str, key: str | None) -> str:
-    """The id a create request with this Idempotency-Key gets ("" without a key: the service
-    makes one). The services return the existing row for the same id and the same content,
-    so a retried create (after a timeout or a 503) answers 201 with the same resource."""
-    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{kind}:{key}").hex if key else ""
+    """The id a create request with this Idempotency-Key gets (a new one without a key).
+    The services return the existing row for the same id and the same content, so a
+    retried create (the channel's own retry, or the client's after a timeout or a 503)
+    answers 201 with the same resource."""
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{kind}:{key}").hex if key else uuid.uuid4().hex
 
 
 # Path ids: checked before anything is looked up (422 in the error shape otherwise).

@@ -6,18 +6,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import grpc
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.deps import Stubs, TemporalConnector
+from api.deps import TemporalConnector
 from api.errors import install_error_handlers
 from api.routes import checkout, health, orders, products, users
 from api.watch import OrderWatch
 from core.config import Settings, get_settings
-from core.db import make_engine
+from core.db import make_engine, migrate
+from core.grpc_client import Stubs
 from core.runtime import freeze_startup_objects
-from orders.models import create_order_tables
 
 log = logging.getLogger("api")
 
@@ -41,13 +40,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
-        create_order_tables(engine)
+        migrate(engine)
         connector = TemporalConnector(settings, client)
-        channel = grpc.aio.insecure_channel(settings.grpc_target)
+        stubs = Stubs.open(settings.grpc_target)
         app.state.settings = settings
         app.state.engine = engine
         app.state.temporal = connector
-        app.state.stubs = Stubs.on(channel)
+        app.state.stubs = stubs
         app.state.watch = watch = OrderWatch(engine)
         watch.start()
         if client is None:
@@ -64,7 +63,7 @@ def create_app(
             yield
         finally:
             await watch.stop()
-            await channel.close()
+            await stubs.close()
             engine.dispose()
 
     app = FastAPI(

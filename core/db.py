@@ -1,23 +1,31 @@
 """Database engines for SQLite (default) and PostgreSQL (psycopg), shared by every owner of tables.
 
-Each service owns its tables (`<service>_*` names) and creates only those. Servicers are
-async; SQLModel sessions are sync, so the database work of one request runs in a worker
-thread through `run_db`.
+Each service owns its tables (`<service>_*` names); `migrate` creates and upgrades them all,
+with the order read model's. Servicers are async; SQLModel sessions are sync, so the
+database work of one request runs in a worker thread through `run_db`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, Table, event, text
+from alembic import command
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
+
+from core import migrations
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def normalize_url(url: str) -> str:
@@ -79,32 +87,29 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-# Key of the PostgreSQL advisory lock that serializes create_tables ("ordrsaga" in ASCII).
-CREATE_TABLES_LOCK_KEY = 0x6F72647273616761
+# Key of the PostgreSQL advisory lock that serializes migrate ("ordrsaga" in ASCII).
+MIGRATE_LOCK_KEY = 0x6F72647273616761
+# Alembic's `context` and `op` are module-level proxies: one migration at a time per process.
+_migrating = threading.Lock()
 
 
-def create_tables(engine: Engine, tables: Iterable[Any]) -> None:
-    """Creates the given SQLModel table classes (only those: each owner creates its own).
+def migrate(engine: Engine) -> None:
+    """Brings the database to the latest schema (the Alembic migrations in core/migrations).
 
-    On PostgreSQL the API, the workers and the services may all start at once on a fresh
-    database, and concurrent CREATE TABLEs of one table fail in all but one (duplicate
-    pg_type or relation): a transaction-scoped advisory lock makes them take turns, and
-    each finds the tables its predecessor committed. SQLite's `BEGIN IMMEDIATE` (see
-    make_engine) serializes them already.
+    Every process runs this at start. On PostgreSQL the API, the workers and the services
+    may all start at once on a fresh database, and concurrent CREATE TABLEs of one table
+    fail in all but one (duplicate pg_type or relation): a transaction-scoped advisory lock
+    makes them take turns, and each finds the schema its predecessor committed. SQLite's
+    `BEGIN IMMEDIATE` (see make_engine) serializes them already.
     """
-    chosen = [_table(t) for t in tables]
-    if engine.dialect.name != "postgresql":
-        SQLModel.metadata.create_all(engine, tables=chosen)
-        return
-    with engine.begin() as conn:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_TABLES_LOCK_KEY})
-        SQLModel.metadata.create_all(conn, tables=chosen)
-
-
-def _table(model: Any) -> Table:
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
+    with _migrating, engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
+        before = MigrationContext.configure(conn).get_current_revision()
+        command.upgrade(migrations.config(conn), "head")
+        after = MigrationContext.configure(conn).get_current_revision()
+    if after != before:
+        log.info("database schema migrated from %s to %s", before or "nothing", after)
 
 
 _read_only_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()

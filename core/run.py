@@ -35,6 +35,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Describe
 from temporalio.client import Client
 
 from core.config import Settings
+from core.grpc_client import Stubs
 from core.messages import SEARCH_ATTRIBUTES
 from core.seed import SeedResult, seed
 
@@ -405,8 +406,8 @@ async def run(settings: Settings) -> int:
         loop.add_signal_handler(sig, sup.stop.set)
     try:
         await sup.guard(start_stack(sup, settings, dev_server=dev_server))
-        async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
-            seeded = await sup.guard(seed(channel))
+        async with Stubs.open(settings.grpc_target) as stubs:
+            seeded = await sup.guard(seed(stubs))
         print(banner(settings, seeded, dev_server=dev_server), flush=True)
         await sup.stop.wait()
     except Interrupted:

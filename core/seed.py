@@ -14,15 +14,9 @@ from dataclasses import dataclass, field
 import grpc
 
 from core.config import get_settings
+from core.grpc_client import Stubs
 from core.messages import initial_stock_key
-from proto.shop.v1 import (
-    inventory_pb2,
-    inventory_pb2_grpc,
-    product_pb2,
-    product_pb2_grpc,
-    user_pb2,
-    user_pb2_grpc,
-)
+from proto.shop.v1 import inventory_pb2, product_pb2, user_pb2
 
 log = logging.getLogger("seed")
 
@@ -86,28 +80,26 @@ async def _exists(call: grpc.aio.UnaryUnaryCall) -> bool:
     return True
 
 
-async def seed(channel: grpc.aio.Channel, timeout: float = 10.0) -> SeedResult:
+async def seed(stubs: Stubs, timeout: float = 10.0) -> SeedResult:
     """Creates the demo user and products (or finds them) and gives each product its stock."""
-    users = user_pb2_grpc.UserServiceStub(channel)
-    products = product_pb2_grpc.ProductServiceStub(channel)
-    inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
     result = SeedResult()
 
     await _created_or_exists(
-        users.CreateUser(
+        stubs.user.CreateUser(
             user_pb2.CreateUserRequest(id=DEMO_USER_ID, email=DEMO_USER_EMAIL, name=DEMO_USER_NAME),
             timeout=timeout,
         )
     )
     # ALREADY_EXISTS also means "email taken by someone else": check the id really exists.
-    if not await _exists(users.GetUser(user_pb2.GetUserRequest(id=DEMO_USER_ID), timeout=timeout)):
+    got = stubs.user.GetUser(user_pb2.GetUserRequest(id=DEMO_USER_ID), timeout=timeout)
+    if not await _exists(got):
         result.warnings.append(
             f"user {DEMO_USER_ID!r} not created: {DEMO_USER_EMAIL} belongs to another user"
         )
 
     for p in DEMO_PRODUCTS:
         await _created_or_exists(
-            products.CreateProduct(
+            stubs.product.CreateProduct(
                 product_pb2.CreateProductRequest(
                     id=p.id,
                     sku=p.sku,
@@ -119,11 +111,11 @@ async def seed(channel: grpc.aio.Channel, timeout: float = 10.0) -> SeedResult:
                 timeout=timeout,
             )
         )
-        get = products.GetProduct(product_pb2.GetProductRequest(id=p.id), timeout=timeout)
+        get = stubs.product.GetProduct(product_pb2.GetProductRequest(id=p.id), timeout=timeout)
         if not await _exists(get):
             result.warnings.append(f"product {p.id!r} not created: sku {p.sku} is taken")
             continue
-        await inventory.AdjustStock(
+        await stubs.inventory.AdjustStock(
             inventory_pb2.AdjustStockRequest(
                 product_id=p.id, delta=p.stock, idempotency_key=initial_stock_key(p.id)
             ),
@@ -136,9 +128,9 @@ async def seed(channel: grpc.aio.Channel, timeout: float = 10.0) -> SeedResult:
 async def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
-        await asyncio.wait_for(channel.channel_ready(), timeout=30)
-        result = await seed(channel)
+    async with Stubs.open(settings.grpc_target) as stubs:
+        await asyncio.wait_for(stubs.channel.channel_ready(), timeout=30)
+        result = await seed(stubs)
     for warning in result.warnings:
         log.warning("%s", warning)
     print(f"demo user: {result.user_id}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
 from core.config import get_settings
-from core.db import create_tables, make_engine
+from core.db import make_engine, migrate
 from core.runtime import freeze_startup_objects
 from proto.shop.v1 import (
     inventory_pb2,
@@ -48,46 +48,34 @@ GRACE_SECONDS = 5.0
 @dataclass(frozen=True)
 class _Spec:
     full_name: str
-    tables: Sequence[Any]
     servicer: Callable[[Engine], Any]
     add: Callable[[Any, grpc.aio.Server], None]
 
 
 def _specs() -> dict[str, _Spec]:
-    from services.inventory import models as inventory_models
-    from services.notification import models as notification_models
-    from services.payment import models as payment_models
-    from services.product import models as product_models
-    from services.user import models as user_models
-
     return {
         "user": _Spec(
             user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
-            user_models.TABLES,
             UserServicer,
             user_pb2_grpc.add_UserServiceServicer_to_server,
         ),
         "product": _Spec(
             product_pb2.DESCRIPTOR.services_by_name["ProductService"].full_name,
-            product_models.TABLES,
             ProductServicer,
             product_pb2_grpc.add_ProductServiceServicer_to_server,
         ),
         "inventory": _Spec(
             inventory_pb2.DESCRIPTOR.services_by_name["InventoryService"].full_name,
-            inventory_models.TABLES,
             InventoryServicer,
             inventory_pb2_grpc.add_InventoryServiceServicer_to_server,
         ),
         "payment": _Spec(
             payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name,
-            payment_models.TABLES,
             PaymentServicer,
             payment_pb2_grpc.add_PaymentServiceServicer_to_server,
         ),
         "notification": _Spec(
             notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
-            notification_models.TABLES,
             NotificationServicer,
             notification_pb2_grpc.add_NotificationServiceServicer_to_server,
         ),
@@ -134,13 +122,13 @@ def build_server(
     if unknown or not chosen:
         raise ValueError(f"unknown services {unknown}; choose from {', '.join(ALL_SERVICES)}")
 
+    migrate(engine)
     interceptors = [FaultInjector(rate, seed)] if rate > 0 else []
     server = grpc.aio.server(interceptors=interceptors)
     servicers: dict[str, Any] = {}
     # Inventory first: the product servicer sets imported stock through it when it is here.
     for name in sorted(chosen, key=lambda n: n != "inventory"):
         spec = specs[name]
-        create_tables(engine, spec.tables)
         if name == "product":
             inventory = servicers.get("inventory")
             add_stock = (
@@ -175,8 +163,9 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int]:
     """Builds (does not start) a server for `services`, bound to `address`.
 
-    Creates the services' tables. Bind "127.0.0.1:0" for a free port, which is returned.
-    Fault injection defaults to Settings.fault_rate / fault_seed. Then `await server.start()`.
+    Migrates the database to the latest schema (core.db.migrate). Bind "127.0.0.1:0" for a
+    free port, which is returned. Fault injection defaults to Settings.fault_rate /
+    fault_seed. Then `await server.start()`.
     Product served without inventory sets imported stock through InventoryService at
     `inventory_target` (default Settings.grpc_target).
     """

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -25,7 +24,7 @@ import worker
 from api.main import create_app
 from core.config import Settings
 from core.db import make_engine
-from orders.models import create_order_tables
+from core.grpc_client import Stubs
 from services.server import create_server
 
 GOOD_CARD = "4242424242424242"
@@ -112,14 +111,13 @@ async def stack(
         temporal_task_queue=f"api-{uuid.uuid4().hex[:12]}",
     )
     engine = make_engine(settings.database_url)
-    create_order_tables(engine)
     server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
     await server.start()
     settings.grpc_target = f"127.0.0.1:{port}"
     app = create_app(settings, client=dev_env.client)
-    async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+    async with Stubs.open(settings.grpc_target) as stubs:
         w = worker.build_worker(
-            dev_env.client, settings.temporal_task_queue, worker.build_activities(channel, engine)
+            dev_env.client, settings.temporal_task_queue, worker.build_activities(stubs, engine)
         )
         async with w, app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -23,13 +22,7 @@ from sqlalchemy.engine import make_url
 
 from core.db import make_engine
 from core.errors import reason_of
-from proto.shop.v1 import (
-    inventory_pb2_grpc,
-    notification_pb2_grpc,
-    payment_pb2_grpc,
-    product_pb2_grpc,
-    user_pb2_grpc,
-)
+from core.grpc_client import Stubs
 from services.server import create_server
 
 POSTGRES_URL = os.environ.get(
@@ -83,34 +76,15 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-@dataclass
-class Stubs:
-    channel: grpc.aio.Channel
-    user: user_pb2_grpc.UserServiceStub
-    product: product_pb2_grpc.ProductServiceStub
-    inventory: inventory_pb2_grpc.InventoryServiceStub
-    payment: payment_pb2_grpc.PaymentServiceStub
-    notification: notification_pb2_grpc.NotificationServiceStub
-
-
-def stubs_for(channel: grpc.aio.Channel) -> Stubs:
-    return Stubs(
-        channel,
-        user_pb2_grpc.UserServiceStub(channel),
-        product_pb2_grpc.ProductServiceStub(channel),
-        inventory_pb2_grpc.InventoryServiceStub(channel),
-        payment_pb2_grpc.PaymentServiceStub(channel),
-        notification_pb2_grpc.NotificationServiceStub(channel),
-    )
-
-
 @pytest.fixture(scope="session")
 async def stubs(engine: Engine) -> AsyncIterator[Stubs]:
     """Stubs of the five services, served on port 0 over the backend's database."""
     server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
     await server.start()
+    # Without the channel's retry policy (core.grpc_client, tested in test_grpc_client.py):
+    # these tests see each call's own answer, a transient PROCESSING_ERROR included.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield stubs_for(channel)
+        yield Stubs.on(channel)
     await server.stop(None)
 
 

@@ -16,7 +16,7 @@ from activities.orders import OrderActivities
 from activities.payment import PaymentActivities
 from activities.product import ProductActivities
 from activities.user import UserActivities
-from core.db import create_tables, run_sql
+from core.db import migrate, run_sql
 from core.messages import (
     ChargeInput,
     GetProductInput,
@@ -34,7 +34,6 @@ from core.messages import (
     StatusChange,
 )
 from orders import store
-from orders.models import TABLES as ORDER_TABLES
 from proto.shop.v1 import (
     inventory_pb2,
     notification_pb2,
@@ -217,7 +216,7 @@ async def test_transport_errors_are_retryable() -> None:
 
 
 async def test_save_order_keeps_the_newest_version(engine: Engine) -> None:
-    create_tables(engine, ORDER_TABLES)
+    migrate(engine)
     acts = OrderActivities(engine)
     now = datetime.now(UTC)
     snap = OrderSnapshot(

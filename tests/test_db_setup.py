@@ -1,70 +1,70 @@
-"""create_tables from several processes at once on a fresh database, as at a compose start.
+"""migrate from several processes at once on a fresh database, as at a compose start.
 
-The API and every worker and service replica create their tables when they start; on a
+The API and every worker and service replica migrate the database when they start; on a
 fresh PostgreSQL database, concurrent CREATE TABLEs of the same table fail in all but one
-(duplicate pg_type or relation) unless create_tables serializes them.
+(duplicate pg_type or relation) unless migrate serializes them. Processes, not threads:
+Alembic runs one migration at a time per process anyway.
 """
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.synchronize import Barrier
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
-from core.db import create_tables, make_engine
-from orders.models import TABLES as ORDER_TABLES
-from services.inventory.models import TABLES as INVENTORY_TABLES
-from services.notification.models import TABLES as NOTIFICATION_TABLES
-from services.payment.models import TABLES as PAYMENT_TABLES
-from services.product.models import TABLES as PRODUCT_TABLES
-from services.user.models import TABLES as USER_TABLES
+from core import migrations
+from core.db import make_engine, migrate
 from tests.db_urls import fresh_database_url
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 
-TABLES = [
-    *USER_TABLES,
-    *PRODUCT_TABLES,
-    *INVENTORY_TABLES,
-    *PAYMENT_TABLES,
-    *NOTIFICATION_TABLES,
-    *ORDER_TABLES,
-]
-NAMES = {t.__tablename__ for t in TABLES}
-THREADS = 8
+PROCESSES = 8
 ROUNDS = 5
 
+_start: Barrier | None = None  # in each pool process: released when all are connected
 
-def _create_at_once(url: str) -> list[BaseException]:
-    """Runs create_tables from THREADS threads, each with its own engine, released together."""
-    engines = [make_engine(url) for _ in range(THREADS)]
-    for engine in engines:  # connect first, so the threads race on DDL, not on connecting
-        engine.connect().close()
-    start = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
 
-    def run(i: int) -> None:
-        try:
-            start.wait()
-            create_tables(engines[i], TABLES)
-        except BaseException as err:
-            errors.append(err)
+def _init(start: Barrier) -> None:
+    global _start
+    _start = start
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+
+def _migrate(url: str) -> None:
+    assert _start is not None
+    engine = make_engine(url)
     try:
-        assert NAMES <= set(inspect(engines[0]).get_table_names())
+        engine.connect().close()  # connect first, so the processes race on DDL, not on connecting
+        _start.wait(timeout=60)
+        migrate(engine)
     finally:
-        for engine in engines:
-            engine.dispose()
-    return errors
+        engine.dispose()
 
 
-def test_concurrent_create_tables_on_a_fresh_database(db_url: str) -> None:
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ProcessPoolExecutor]:
+    context = multiprocessing.get_context("spawn")  # no fork of the test process's threads
+    start = context.Barrier(PROCESSES)
+    with ProcessPoolExecutor(
+        PROCESSES, mp_context=context, initializer=_init, initargs=(start,)
+    ) as executor:
+        yield executor
+
+
+def test_concurrent_migrations_on_a_fresh_database(db_url: str, pool: ProcessPoolExecutor) -> None:
+    tables = set(migrations.metadata().tables)
     for _ in range(ROUNDS):
-        errors = _create_at_once(fresh_database_url(db_url))
-        assert errors == [], errors
+        url = fresh_database_url(db_url)
+        for done in [pool.submit(_migrate, url) for _ in range(PROCESSES)]:
+            done.result(timeout=120)  # raises what a process raised
+        engine = make_engine(url)
+        try:
+            assert tables <= set(inspect(engine).get_table_names())
+            with engine.connect() as conn:
+                versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            assert len(versions) == 1  # one process created the tables, the others found them
+        finally:
+            engine.dispose()

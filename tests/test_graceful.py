@@ -17,6 +17,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from core.grpc_client import Stubs
 from core.messages import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
 from core.seed import DEMO_PRODUCTS, DEMO_USER_ID, seed
 from proto.shop.v1 import payment_pb2, payment_pb2_grpc
@@ -32,8 +33,8 @@ async def processes(
 ) -> AsyncIterator[RunningStack]:
     address = dev_env.client.service_client.config.target_host
     async with running_stack(address, tmp_path_factory.mktemp("graceful")) as stack:
-        async with grpc.aio.insecure_channel(stack.grpc_target) as channel:
-            await seed(channel)
+        async with Stubs.open(stack.grpc_target) as stubs:
+            await seed(stubs)
         yield stack
 
 

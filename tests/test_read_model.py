@@ -6,20 +6,17 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine
 
 from api.errors import ApiError
 from api.order_reads import order_to_follow
 from api.watch import OrderWatch
-from core.db import create_tables, make_engine, run_sql
+from core.db import migrate, run_sql
 from core.messages import OrderLine, OrderSnapshot, OrderStatus, PaymentStatus, StatusChange
 from orders import store
-from orders.models import TABLES, create_order_tables
-from tests.db_urls import fresh_database_url
 
 # Above a 32-bit INTEGER's 2,147,483,647: a million units of a $5,000 item.
 BIG_TOTAL = 500_000_000_000
@@ -54,7 +51,7 @@ async def stored(engine: Engine, order_id: str) -> OrderSnapshot | None:
 
 
 async def test_newer_versions_win_and_late_or_repeated_saves_are_no_ops(engine: Engine) -> None:
-    create_tables(engine, TABLES)
+    migrate(engine)
     order_id = uuid.uuid4().hex
     assert await stored(engine, order_id) is None
     assert await save(engine, snapshot(order_id, 2, OrderStatus.RESERVED)) is True
@@ -74,7 +71,7 @@ async def test_newer_versions_win_and_late_or_repeated_saves_are_no_ops(engine: 
 
 
 async def test_concurrent_saves_keep_the_newest(engine: Engine) -> None:
-    create_tables(engine, TABLES)
+    migrate(engine)
     order_id = uuid.uuid4().hex
     statuses = [OrderStatus.PENDING, OrderStatus.RESERVED, OrderStatus.PAID, OrderStatus.SHIPPED]
     snaps = [snapshot(order_id, v, statuses[(v - 1) % 4]) for v in range(1, 13)]
@@ -87,7 +84,7 @@ async def test_concurrent_saves_keep_the_newest(engine: Engine) -> None:
 
 
 async def test_the_watch_hands_each_stream_its_order_when_it_changes(engine: Engine) -> None:
-    create_tables(engine, TABLES)
+    migrate(engine)
     watch = OrderWatch(engine, tick=0.01)
     watch.start()
     a, b = uuid.uuid4().hex, uuid.uuid4().hex
@@ -126,7 +123,7 @@ async def test_the_watch_hands_each_stream_its_order_when_it_changes(engine: Eng
 
 
 async def test_a_just_started_order_is_followed_without_temporal(engine: Engine) -> None:
-    create_tables(engine, TABLES)
+    migrate(engine)
     watch = OrderWatch(engine, tick=0.01)
     order_id = uuid.uuid4().hex
     # Unknown, and no Temporal client to ask: 503 rather than a guess.
@@ -154,58 +151,10 @@ async def test_a_just_started_order_is_followed_without_temporal(engine: Engine)
 
 
 async def test_a_total_beyond_32_bits_is_stored(engine: Engine) -> None:
-    create_order_tables(engine)
+    migrate(engine)
     order_id = uuid.uuid4().hex
     snap = big(snapshot(order_id, 1, OrderStatus.PENDING))
     assert await save(engine, snap) is True
     got = await stored(engine, order_id)
     assert got == snap.model_copy(update={"history": got.history if got else []})
     assert got is not None and got.total_cents == BIG_TOTAL
-
-
-@pytest.fixture
-def fresh_engine(db_url: str) -> Iterator[Engine]:
-    """An engine on an empty database of its own: a new SQLite file, or a new PostgreSQL
-    schema (first on the search_path) in the session's database, so altering its tables
-    leaves the other tests' alone."""
-    eng = make_engine(fresh_database_url(db_url))
-    yield eng
-    eng.dispose()
-
-
-def total_cents_type(engine: Engine) -> str:
-    column = next(
-        c for c in inspect(engine).get_columns("orders_orders") if c["name"] == "total_cents"
-    )
-    return str(column["type"]).upper()
-
-
-async def test_order_tables_of_an_earlier_release_take_big_totals(fresh_engine: Engine) -> None:
-    engine = fresh_engine
-    create_tables(engine, TABLES)
-    if engine.dialect.name == "postgresql":
-        # As earlier releases created it. (SQLite stores 64-bit integers in any INTEGER
-        # column, so there the upgrade has nothing to do but must not disturb anything.)
-        with engine.begin() as conn:
-            conn.execute(text("ALTER TABLE orders_orders ALTER COLUMN total_cents TYPE INTEGER"))
-        assert total_cents_type(engine) == "INTEGER"
-    before = total_cents_type(engine)
-    old_id = uuid.uuid4().hex
-    old = snapshot(old_id, 2, OrderStatus.RESERVED)
-    assert await save(engine, old) is True
-    create_order_tables(engine)
-    create_order_tables(engine)  # again, as every process does at each start
-    assert total_cents_type(engine) == "BIGINT"
-    if engine.dialect.name == "sqlite":
-        assert before == "BIGINT"  # unchanged: no upgrade ran
-    got = await stored(engine, old_id)
-    assert got == old.model_copy(update={"history": got.history if got else []})
-    assert got is not None and len(got.history) == 2
-    new = big(snapshot(uuid.uuid4().hex, 1, OrderStatus.PENDING))
-    assert await save(engine, new) is True
-    got = await stored(engine, new.order_id)
-    assert got is not None and got.total_cents == BIG_TOTAL
-    # And the upgraded row takes a big total too.
-    assert await save(engine, big(snapshot(old_id, 3, OrderStatus.PAID))) is True
-    got = await stored(engine, old_id)
-    assert got is not None and got.total_cents == BIG_TOTAL and got.version == 3

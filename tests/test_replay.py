@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -22,9 +21,9 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 import worker
-from core.db import create_tables, make_engine
+from core.db import make_engine
+from core.grpc_client import Stubs
 from core.messages import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
-from orders.models import TABLES as ORDER_TABLES
 from services.server import create_server
 from tests.changed_workflows import PatchedPlaceOrder, UnpatchedPlaceOrder
 from workflows.cancel_order import CancelOrder
@@ -169,15 +168,14 @@ async def finished_order(
     """A PlaceOrder run to its end on the dev server: an unknown customer, so it fails fast."""
     tmp = tmp_path_factory.mktemp("replay")
     engine = make_engine(f"sqlite:///{tmp}/shop.db")
-    create_tables(engine, ORDER_TABLES)
     server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
     await server.start()
     order_id = f"replay-{uuid.uuid4().hex[:8]}"
     task_queue = f"replay-{uuid.uuid4().hex[:8]}"
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with Stubs.open(f"127.0.0.1:{port}") as stubs:
             w = worker.build_worker(
-                dev_env.client, task_queue, worker.build_activities(channel, engine)
+                dev_env.client, task_queue, worker.build_activities(stubs, engine)
             )
             async with w:
                 snap = await dev_env.client.execute_workflow(

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 import core.run
 from core.config import Settings
 from core.db import make_engine
+from core.grpc_client import Stubs
 from core.run import Supervisor, banner, child_env, dev_server_command
 from core.seed import DEMO_PRODUCTS, DEMO_USER_EMAIL, DEMO_USER_ID, SeedResult, seed
 from proto.shop.v1 import (
@@ -237,9 +238,9 @@ async def snapshot(channel: grpc.aio.Channel) -> dict[str, object]:
 async def test_seeding_twice_leaves_the_same_users_products_and_stock(
     services_channel: grpc.aio.Channel,
 ) -> None:
-    first = await seed(services_channel)
+    first = await seed(Stubs.on(services_channel))
     after_first = await snapshot(services_channel)
-    second = await seed(services_channel)
+    second = await seed(Stubs.on(services_channel))
     after_second = await snapshot(services_channel)
 
     assert first.warnings == second.warnings == []

@@ -116,8 +116,10 @@ async def test_python_m_services_serves_and_stops_on_sigterm(tmp_path: Path) -> 
     )
     assert proc.stdout is not None
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 20)
-        assert b"ready on port" in line, line
+        lines: list[bytes] = []  # a fresh database: the migration's line comes first
+        while not lines or b"ready on port" not in lines[-1]:
+            lines.append(await asyncio.wait_for(proc.stdout.readline(), 20))
+            assert lines[-1], lines
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             got = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="shop.v1.PaymentService"), timeout=5

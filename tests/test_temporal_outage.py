@@ -13,7 +13,6 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 
-import grpc
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -22,8 +21,8 @@ import worker
 from api.deps import TEMPORAL_RETRY_AFTER
 from api.main import create_app
 from core.config import Settings
-from core.db import create_tables, make_engine
-from orders.models import TABLES as ORDER_TABLES
+from core.db import make_engine
+from core.grpc_client import Stubs
 from services.server import create_server
 from tests.api_fixtures import GOOD_CARD
 
@@ -89,17 +88,16 @@ async def outage(
         temporal_task_queue=f"outage-{uuid.uuid4().hex[:12]}",
     )
     engine = make_engine(settings.database_url)
-    create_tables(engine, ORDER_TABLES)
     server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
     await server.start()
     settings.grpc_target = f"127.0.0.1:{port}"
     app = create_app(settings)  # connects itself, through the relay
     try:
-        async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
+        async with Stubs.open(settings.grpc_target) as stubs:
             w = worker.build_worker(
                 dev_env.client,
                 settings.temporal_task_queue,
-                worker.build_activities(channel, engine),
+                worker.build_activities(stubs, engine),
             )
             async with w, app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)

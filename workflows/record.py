@@ -34,7 +34,8 @@ import grpc
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
-from core.db import create_tables, make_engine
+from core.db import make_engine
+from core.grpc_client import Stubs
 from core.messages import (
     SEARCH_ATTRIBUTES,
     CancelRequest,
@@ -47,7 +48,6 @@ from core.messages import (
     initial_stock_key,
     workflow_id_for,
 )
-from orders.models import TABLES as ORDER_TABLES
 from proto.shop.v1 import (
     inventory_pb2,
     inventory_pb2_grpc,
@@ -243,15 +243,14 @@ async def record(
     written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="record-") as tmp:
         engine = make_engine(f"sqlite:///{tmp}/shop.db")
-        create_tables(engine, ORDER_TABLES)
         server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
         await server.start()
         try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                await seed(channel)
+            async with Stubs.open(f"127.0.0.1:{port}") as stubs:
+                await seed(stubs)
                 task_queue = f"record-{uuid.uuid4().hex[:8]}"
                 recorder = Recorder(client, task_queue)
-                async with build_worker(client, task_queue, build_activities(channel, engine)):
+                async with build_worker(client, task_queue, build_activities(stubs, engine)):
                     for name in scenarios:
                         for wid in await SCENARIOS[name](recorder):
                             history = await client.get_workflow_handle(wid).fetch_history()

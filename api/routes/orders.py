@@ -198,7 +198,7 @@ async def order_payments(
     client = await connector.get_or_none()
     if not await order_exists(client, engine, order_id):
         raise not_found("order", order_id)
-    resp = await stubs.payments.ListLedger(
+    resp = await stubs.payment.ListLedger(
         payment_pb2.ListLedgerRequest(order_id=order_id), timeout=GRPC_TIMEOUT
     )
     return [

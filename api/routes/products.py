@@ -42,7 +42,7 @@ async def list_products(
     stubs: StubsDep, category: str | None = Query(default=None, max_length=100)
 ) -> list[ProductPublic]:
     """The catalogue, optionally one category; `stock` is what can be sold now."""
-    resp = await stubs.products.ListProducts(
+    resp = await stubs.product.ListProducts(
         product_pb2.ListProductsRequest(category=category or ""), timeout=GRPC_TIMEOUT
     )
     stock = await _stock(stubs, (p.id for p in resp.products))
@@ -51,7 +51,7 @@ async def list_products(
 
 @router.get("/{product_id}", response_model=ProductPublic, responses=error_responses(404, 422, 503))
 async def get_product(product_id: PathId, stubs: StubsDep) -> ProductPublic:
-    p = await stubs.products.GetProduct(
+    p = await stubs.product.GetProduct(
         product_pb2.GetProductRequest(id=product_id), timeout=GRPC_TIMEOUT
     )
     stock = await _stock(stubs, [p.id])
@@ -70,7 +70,7 @@ async def create_product(
     """Creates a product and its initial stock; 409 when the SKU is taken (or the key was
     used for another SKU). With an `Idempotency-Key`, a retry answers 201 with the same
     product and its stock added once."""
-    p = await stubs.products.CreateProduct(
+    p = await stubs.product.CreateProduct(
         product_pb2.CreateProductRequest(
             id=created_id_for("product", idempotency_key),
             sku=body.sku,

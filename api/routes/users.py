@@ -26,7 +26,7 @@ async def create_user(
 ) -> UserPublic:
     """Creates a user; 409 when the email is taken (or the key was used for another email).
     With an `Idempotency-Key`, a retry answers 201 with the same user."""
-    user = await stubs.users.CreateUser(
+    user = await stubs.user.CreateUser(
         user_pb2.CreateUserRequest(
             email=body.email, name=body.name, id=created_id_for("user", idempotency_key)
         ),
@@ -37,7 +37,7 @@ async def create_user(
 
 @router.get("/{user_id}", response_model=UserPublic, responses=error_responses(404, 422, 503))
 async def get_user(user_id: PathId, stubs: StubsDep) -> UserPublic:
-    user = await stubs.users.GetUser(user_pb2.GetUserRequest(id=user_id), timeout=GRPC_TIMEOUT)
+    user = await stubs.user.GetUser(user_pb2.GetUserRequest(id=user_id), timeout=GRPC_TIMEOUT)
     return _public(user)
 
 
@@ -48,8 +48,8 @@ async def get_user(user_id: PathId, stubs: StubsDep) -> UserPublic:
 )
 async def list_notifications(user_id: PathId, stubs: StubsDep) -> list[NotificationPublic]:
     """What the user was told about their orders, oldest first."""
-    await stubs.users.GetUser(user_pb2.GetUserRequest(id=user_id), timeout=GRPC_TIMEOUT)
-    resp = await stubs.notifications.ListNotifications(
+    await stubs.user.GetUser(user_pb2.GetUserRequest(id=user_id), timeout=GRPC_TIMEOUT)
+    resp = await stubs.notification.ListNotifications(
         notification_pb2.ListNotificationsRequest(user_id=user_id), timeout=GRPC_TIMEOUT
     )
     return [

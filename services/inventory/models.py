@@ -52,6 +52,3 @@ class ReservationLineRow(SQLModel, table=True):
     )
     product_id: str = Field(primary_key=True, max_length=64)
     quantity: int = Field(sa_type=BigInteger)
-
-
-TABLES = [StockRow, AdjustmentRow, ReservationRow, ReservationLineRow]

@@ -22,6 +22,3 @@ class NotificationRow(SQLModel, table=True):
     message: str = Field(default="", max_length=2000)
     idempotency_key: str = Field(max_length=128, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
-
-
-TABLES = [NotificationRow]

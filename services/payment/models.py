@@ -39,6 +39,3 @@ class LedgerRow(SQLModel, table=True):
     amount_cents: int = Field(sa_type=BigInteger)
     idempotency_key: str = Field(max_length=128, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
-
-
-TABLES = [PaymentRow, LedgerRow]

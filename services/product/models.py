@@ -19,6 +19,3 @@ class ProductRow(SQLModel, table=True):
     category: str = Field(default="", max_length=64, index=True)
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
-
-
-TABLES = [ProductRow]

@@ -7,8 +7,6 @@ Both take (product_id, delta, idempotency_key), return the level, raise DomainEr
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -21,9 +19,8 @@ from core.errors import (
     Unavailable,
     reason_of,
 )
-from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
-
-log = logging.getLogger(__name__)
+from core.grpc_client import Stubs
+from proto.shop.v1 import inventory_pb2
 
 StockAdder = Callable[[str, int, str], Awaitable[int]]
 
@@ -32,52 +29,47 @@ _ERRORS: dict[grpc.StatusCode, type[DomainError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.NOT_FOUND: NotFound,
 }
-_ATTEMPTS = 4
 _TIMEOUT = 10.0
 
 
 class RemoteInventory:
-    """A StockAdder calling InventoryService at `target`; retries transient failures.
+    """A StockAdder calling InventoryService at `target`. The channel's retry policy
+    (core.grpc_client) repeats AdjustStock on UNAVAILABLE with the same idempotency key,
+    so a retry never adds twice.
 
     The channel is opened on first use, inside the server's event loop.
     """
 
     def __init__(self, target: str) -> None:
         self.target = target
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: inventory_pb2_grpc.InventoryServiceStub | None = None
+        self._stubs: Stubs | None = None
 
     async def __call__(self, product_id: str, delta: int, idempotency_key: str) -> int:
-        if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
-            self._stub = inventory_pb2_grpc.InventoryServiceStub(self._channel)
+        if self._stubs is None:
+            self._stubs = Stubs.open(self.target)
         request = inventory_pb2.AdjustStockRequest(
             product_id=product_id, delta=delta, idempotency_key=idempotency_key
         )
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                level = await self._stub.AdjustStock(request, timeout=_TIMEOUT)
-                return level.available
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    raise Unavailable(
-                        f"no InventoryService at {self.target} (set GRPC_TARGET)",
-                        reason="INVENTORY_UNAVAILABLE",
-                    ) from None
-                kind = _ERRORS.get(err.code())
-                if kind is not None:
-                    raise kind(err.details() or str(err.code()), reason_of(err)) from None
-                if attempt == _ATTEMPTS:
-                    raise Unavailable(
-                        f"inventory at {self.target}: {err.code().name} {err.details()}",
-                        reason="INVENTORY_UNAVAILABLE",
-                    ) from None
-                # Same idempotency key on every attempt: a retry never adds twice.
-                log.info("AdjustStock at %s failed (%s), retrying", self.target, err.code().name)
-                await asyncio.sleep(0.2 * attempt)
-        raise AssertionError("unreachable")
+        try:
+            level: inventory_pb2.StockLevel = await self._stubs.inventory.AdjustStock(
+                request, timeout=_TIMEOUT
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise Unavailable(
+                    f"no InventoryService at {self.target} (set GRPC_TARGET)",
+                    reason="INVENTORY_UNAVAILABLE",
+                ) from None
+            kind = _ERRORS.get(err.code())
+            if kind is not None:
+                raise kind(err.details() or str(err.code()), reason_of(err)) from None
+            raise Unavailable(
+                f"inventory at {self.target}: {err.code().name} {err.details()}",
+                reason="INVENTORY_UNAVAILABLE",
+            ) from None
+        return level.available
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = self._stub = None
+        if self._stubs is not None:
+            await self._stubs.close()
+            self._stubs = None

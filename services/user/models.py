@@ -16,6 +16,3 @@ class UserRow(SQLModel, table=True):
     email_key: str = Field(max_length=254, unique=True)
     name: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
-
-
-TABLES = [UserRow]
