@@ -40,16 +40,27 @@ class PaymentStatus(StrEnum):
 
 
 class FailureReason(StrEnum):
+    """Why an order ended FAILED or CANCELLED: the `failure_reason` code."""
+
+    # Business failures the saga finds (FAILED).
     USER_NOT_FOUND = "USER_NOT_FOUND"
     PRODUCT_NOT_FOUND = "PRODUCT_NOT_FOUND"
     OUT_OF_STOCK = "OUT_OF_STOCK"
     PAYMENT_DECLINED = "PAYMENT_DECLINED"
-    # The workflow itself was cancelled through Temporal (`temporal workflow cancel`).
-    WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
-    # An unexpected, non-business failure after retries ran out.
+    # An unexpected, non-business failure after retries ran out (FAILED).
     INTERNAL_ERROR = "INTERNAL_ERROR"
-    # A PAID order that was not shipped before the fulfilment deadline.
+    # A customer's or an admin's cancel (CANCELLED); their words are in `cancel_reason`.
+    CANCELLED_BY_CUSTOMER = "CANCELLED_BY_CUSTOMER"
+    # A PAID order that was not shipped before the fulfilment deadline (CANCELLED).
     NOT_SHIPPED = "NOT_SHIPPED"
+    # The workflow itself was cancelled through Temporal (`temporal workflow cancel`):
+    # FAILED before payment, CANCELLED (refunded) after.
+    WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
+
+
+# The ApplicationError type of a request (cancel, ship, deliver) the order cannot take in
+# its current state; the API answers it with 409 and this code.
+INVALID_STATE = "INVALID_STATE"
 
 
 class NotificationKind(StrEnum):
@@ -207,6 +218,7 @@ class CancelOrderInput(BaseModel):
 
     order_id: str
     user_id: str
+    # Told to the customer: the canceller's words, or the failure reason's code.
     reason: str
     # The order as it will read once cancelled; CancelOrder writes it to the read model.
     snapshot: OrderSnapshot | None = None

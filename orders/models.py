@@ -22,7 +22,7 @@ class OrderRecord(SQLModel, table=True):
     # Up to a million units at up to $1bn each: far beyond a 32-bit INTEGER's $21M.
     total_cents: int = Field(default=0, sa_type=BigInteger)
     payment_status: str = Field(default="NONE", max_length=16)
-    failure_reason: str | None = Field(default=None, max_length=200)
+    failure_reason: str | None = Field(default=None, max_length=32)
     cancel_reason: str | None = Field(default=None, max_length=500)
     card_last4: str = Field(default="", max_length=4)
     items: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))

@@ -257,7 +257,8 @@ async def test_cancel_update_after_payment_refunds_through_cancel_order(
     )
     assert snap.status == OrderStatus.CANCELLED
     assert snap.payment_status == "REFUNDED"
-    assert snap.failure_reason == "too slow"
+    assert (snap.failure_reason, snap.cancel_reason) == ("CANCELLED_BY_CUSTOMER", "too slow")
+    assert shop.saved[-1] == snap  # the read model gets the order as CancelOrder left it
     assert shop.refunds[snap.order_id] == 1
     assert shop.stock == {"p-1": 10, "p-2": 10}
     result = await handle.result()
@@ -303,7 +304,7 @@ async def test_signals_move_the_order_and_wrong_state_ones_are_ignored(
 ) -> None:
     handle = await start(time_env, task_queue)
     await wait_for(handle, OrderStatus.PAID)
-    await handle.signal("deliver")  # not shipped yet: recorded and ignored
+    await handle.signal("deliver")  # not shipped yet: ignored
     await handle.signal("ship")
     shipped = await wait_for(handle, OrderStatus.SHIPPED)
     await handle.signal("cancel", CancelRequest(reason="too late"))  # shipped: ignored
@@ -337,7 +338,7 @@ async def test_unshipped_order_is_cancelled_after_the_fulfilment_deadline(
         # The default deadline is 7 days: the test server skips them while we wait.
         result = await handle.result()
     assert result.status == OrderStatus.CANCELLED
-    assert result.failure_reason == "NOT_SHIPPED"
+    assert (result.failure_reason, result.cancel_reason) == ("NOT_SHIPPED", None)
     assert result.payment_status == "REFUNDED"
     paid_at = next(h.at for h in result.history if h.status == "PAID")
     cancelled_at = result.history[-1].at
@@ -374,9 +375,43 @@ async def test_concurrent_cancels_refund_and_restock_once(
     assert shop.refunds[snap.order_id] == 1
     assert shop.stock == {"p-1": 10, "p-2": 10}
     assert shop.notifications.count((snap.order_id, "ORDER_CANCELLED")) == 1
-    # A cancel that comes too late is recorded and ignored.
-    late = await handle.query("status", result_type=OrderSnapshot)
-    assert late.status == OrderStatus.CANCELLED
+    assert result.failure_reason == "CANCELLED_BY_CUSTOMER"
+    assert result.cancel_reason in {"signal", "update"}
+
+
+async def test_a_cancel_while_another_cancel_order_runs_waits_for_it(
+    time_env: WorkflowEnvironment, task_queue: str, worker: Worker, shop: FakeShop
+) -> None:
+    handle = await start(time_env, task_queue)
+    snap = await wait_for(handle, OrderStatus.PAID)
+    # A CancelOrder started by hand holds the id `cancel-{order_id}` (its notification waits).
+    gate = shop.gates["notify:ORDER_CANCELLED"] = asyncio.Event()
+    by_hand = await time_env.client.start_workflow(
+        "CancelOrder",
+        CancelOrderInput(order_id=snap.order_id, user_id=snap.user_id, reason="by hand"),
+        id=f"cancel-{snap.order_id}",
+        task_queue=task_queue,
+        result_type=CancelOrderResult,
+    )
+    await _in_flight(shop, "notify:ORDER_CANCELLED")
+    update = asyncio.ensure_future(
+        handle.execute_update(
+            "request_cancel", CancelRequest(reason="changed my mind"), result_type=OrderSnapshot
+        )
+    )
+    await asyncio.sleep(0.5)
+    assert (await status_of(handle)).status == OrderStatus.PAID  # waits for the other run
+    gate.set()
+    assert (await by_hand.result()).refunded_cents == snap.total_cents
+    cancelled = await update
+    # PlaceOrder's own CancelOrder ran after it: the order is CANCELLED and saved so, yet
+    # refunded, restocked and notified once.
+    assert (cancelled.status, cancelled.cancel_reason) == (OrderStatus.CANCELLED, "changed my mind")
+    assert shop.saved[-1] == cancelled
+    assert shop.refunds[snap.order_id] == 1 and shop.stock == {"p-1": 10, "p-2": 10}
+    assert shop.notifications.count((snap.order_id, "ORDER_CANCELLED")) == 1
+    latest = await time_env.client.get_workflow_handle(f"cancel-{snap.order_id}").describe()
+    assert latest.run_id != by_hand.result_run_id
 
 
 # The tests below run on the real dev server: the time-skipping test server mishandles the
@@ -472,7 +507,11 @@ async def test_a_cancel_that_comes_with_a_steps_result_is_not_lost(
         gate.set()
         await handle.signal("cancel", CancelRequest(reason="changed my mind"))
         result = await handle.result()
-        assert (result.status, result.failure_reason) == (OrderStatus.CANCELLED, "changed my mind")
+        assert (result.status, result.failure_reason) == (
+            OrderStatus.CANCELLED,
+            "CANCELLED_BY_CUSTOMER",
+        )
+        assert result.cancel_reason == "changed my mind"
         assert "charge" not in shop.calls, "charged although cancelled before payment"
         assert result.order_id not in shop.captured
     assert shop.stock == {"p-1": 10, "p-2": 10}
@@ -489,7 +528,10 @@ async def test_cancel_signal_before_payment_rolls_back(
     shop.charge_gate.set()
     result = await handle.result()
     assert result.status == OrderStatus.CANCELLED
-    assert result.failure_reason == "changed my mind"
+    assert (result.failure_reason, result.cancel_reason) == (
+        "CANCELLED_BY_CUSTOMER",
+        "changed my mind",
+    )
     assert shop.stock == {"p-1": 10, "p-2": 10}
     assert shop.notifications[-1][1] == "ORDER_CANCELLED"
     assert shop.captured == {}
@@ -500,8 +542,8 @@ async def _ignored_until_continued(
 ) -> WorkflowHandle[object, OrderSnapshot]:
     """Sends a signal the order ignores until its run continues as new; the new run's handle.
 
-    Ignored requests are recorded, so each grows the history. Signals may arrive one per
-    workflow task or batched into one, so keep sending until the history passes the limit.
+    Each signal, ignored or not, grows the history. Signals may arrive one per workflow
+    task or batched into one, so keep sending until the history passes the limit.
     """
     first_run = (await handle.describe()).run_id
     for _ in range(200):
@@ -578,10 +620,8 @@ async def test_search_attributes_are_upserted_only_when_they_change(
     )
     handle = await start(dev_env, task_queue, search_attributes=attrs if set_at_start else None)
     await wait_for(handle, OrderStatus.PAID)
-    # The first is the core SDK's TemporalChangeVersion for the workflow's one patch id.
     first = [{"OrderStatus", "CustomerId"}] if not set_at_start else []
     assert await upserted(handle) == [
-        {"TemporalChangeVersion"},
         *first,
         {"OrderStatus"},  # RESERVED
         {"OrderStatus"},  # PAID
