@@ -272,7 +272,7 @@ async def test_cli_signal_cancels_like_the_rest_route(
     done = subprocess.run(cli, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     order = await settle(http, order_id, until={"CANCELLED"})
-    assert order["failure_reason"] == "x"
+    assert (order["failure_reason"], order["cancel_reason"]) == ("CANCELLED_BY_CUSTOMER", "x")
     assert order["payment_status"] == "REFUNDED"
     assert await stock_of(http, product) == 1
     ledger = (await http.get(f"/orders/{order_id}/payments")).json()
