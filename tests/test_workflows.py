@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import pytest
@@ -110,7 +110,8 @@ async def start(
 
 
 async def status_of(handle: WorkflowHandle[object, OrderSnapshot]) -> OrderSnapshot:
-    return await handle.query("status", result_type=OrderSnapshot)
+    snap: OrderSnapshot = await handle.query("status", result_type=OrderSnapshot)
+    return snap
 
 
 async def wait_for(
@@ -166,7 +167,7 @@ async def test_business_failures_end_failed_with_reason(
     task_queue: str,
     worker: Worker,
     shop: FakeShop,
-    setup,
+    setup: Callable[[FakeShop], object],
     reason: str,
 ) -> None:
     setup(shop)

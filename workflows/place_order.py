@@ -80,17 +80,17 @@ class PlaceOrder:
         """The order as it stands: status, items, totals, payment, reasons and history."""
         return self._snap
 
-    # --- cancel, ship, deliver: a signal and an update each, both through one handler ----
+    # --- cancel, ship, deliver: a signal and an update each, through one handler -------
 
     @workflow.signal(name="cancel")
     def cancel(self, req: CancelRequest) -> None:
         """Cancels the order as the REST route does; ignored once it has shipped or ended."""
-        _unless_invalid(lambda: self._take_cancel(req))
+        _unless_invalid(lambda: self._on_cancel(req))
 
     @workflow.update(name="request_cancel")
     async def request_cancel(self, req: CancelRequest) -> OrderSnapshot:
         """Cancels the order and answers once it is CANCELLED (or what it became instead)."""
-        self._take_cancel(req)
+        self._on_cancel(req)
         await workflow.wait_condition(lambda: self._snap.status.is_final)
         return self._snap
 
@@ -98,18 +98,18 @@ class PlaceOrder:
     def _check_cancel(self, req: CancelRequest) -> None:
         self._check(self._snap.status in CANCELLABLE, "cancelled")
 
-    def _take_cancel(self, req: CancelRequest) -> None:
+    def _on_cancel(self, req: CancelRequest) -> None:
         self._check_cancel(req)
         self._cancel = self._cancel or req
 
     @workflow.signal(name="ship")
     def ship(self) -> None:
-        _unless_invalid(self._take_ship)
+        _unless_invalid(self._on_ship)
 
     @workflow.update(name="request_ship")
     async def request_ship(self) -> OrderSnapshot:
         """Marks a PAID order SHIPPED and answers with the order."""
-        self._take_ship()
+        self._on_ship()
         await workflow.wait_condition(lambda: self._snap.status != OrderStatus.PAID)
         return self._snap
 
@@ -117,18 +117,18 @@ class PlaceOrder:
     def _check_ship(self) -> None:
         self._check(self._snap.status == OrderStatus.PAID and self._cancel is None, "shipped")
 
-    def _take_ship(self) -> None:
+    def _on_ship(self) -> None:
         self._check_ship()
         self._ship = True
 
     @workflow.signal(name="deliver")
     def deliver(self) -> None:
-        _unless_invalid(self._take_deliver)
+        _unless_invalid(self._on_deliver)
 
     @workflow.update(name="request_deliver")
     async def request_deliver(self) -> OrderSnapshot:
         """Marks a SHIPPED order DELIVERED and answers with the order."""
-        self._take_deliver()
+        self._on_deliver()
         await workflow.wait_condition(lambda: self._snap.status != OrderStatus.SHIPPED)
         return self._snap
 
@@ -136,11 +136,13 @@ class PlaceOrder:
     def _check_deliver(self) -> None:
         self._check(self._snap.status == OrderStatus.SHIPPED, "delivered")
 
-    def _take_deliver(self) -> None:
+    def _on_deliver(self) -> None:
         self._check_deliver()
         self._deliver = True
 
     def _check(self, allowed: bool, action: str) -> None:
+        """Refuses a request the order cannot take now: an update is answered with the
+        error, a signal is ignored."""
         if not allowed:
             raise ApplicationError(
                 f"order is {self._snap.status}: it cannot be {action} now", type=INVALID_STATE
@@ -157,7 +159,7 @@ class PlaceOrder:
                 await self._notify(NotificationKind.ORDER_CONFIRMED)
             await self._fulfil(inp)
         except (Exception, asyncio.CancelledError) as err:
-            # The workflow cancelled while the order is PAID cancels the order; a shipped
+            # Cancelling the workflow of a PAID order cancels the order (refunded); a SHIPPED
             # order stays shipped.
             if is_cancelled_exception(err) and self._snap.status == OrderStatus.PAID:
                 await steps.run_to_end(self._cancel_paid(FailureReason.WORKFLOW_CANCELLED))
@@ -184,8 +186,6 @@ class PlaceOrder:
     async def _saga(self, inp: PlaceOrderInput) -> bool:
         order_id = inp.order_id
         saga = Saga()
-        # Exception and CancelledError, not BaseException: cancellation must compensate, but
-        # the SDK's eviction of a cached workflow (GeneratorExit) must pass straight through.
         try:
             await self._transition(OrderStatus.PENDING)
             await self._price(inp)
@@ -215,6 +215,8 @@ class PlaceOrder:
             self._snap.card_last4 = payment.card_last4
             await self._transition(OrderStatus.PAID)
             return True
+        # Exception and CancelledError, not BaseException: cancellation must compensate, but
+        # the SDK's eviction of a cached workflow (GeneratorExit) must pass straight through.
         except (Exception, asyncio.CancelledError) as err:
             reason = _failure_reason(err)
             workflow.logger.info("order %s rolls back (%s): %r", order_id, reason, err)

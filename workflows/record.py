@@ -85,14 +85,19 @@ class Recorder:
     task_queue: str
 
     async def start(
-        self, order_id: str, card: str = PAYS, product: str = BOOK, quantity: int = 1, **extra: int
+        self,
+        order_id: str,
+        card: str = PAYS,
+        product: str = BOOK,
+        quantity: int = 1,
+        fulfilment_deadline_seconds: int | None = None,
     ) -> Handle:
         inp = PlaceOrderInput(
             order_id=order_id,
             user_id=USER_ID,
             items=[OrderItem(product_id=product, quantity=quantity)],
             card_number=card,
-            **extra,
+            fulfilment_deadline_seconds=fulfilment_deadline_seconds,
         )
         # Started as the API starts an order, search attributes set.
         attributes = TypedSearchAttributes(
@@ -113,7 +118,7 @@ class Recorder:
 
 
 async def status_of(handle: Handle) -> OrderStatus:
-    snap = await handle.query("status", result_type=OrderSnapshot)
+    snap: OrderSnapshot = await handle.query("status", result_type=OrderSnapshot)
     return snap.status
 
 
