@@ -217,14 +217,23 @@ def patch_markers(history: WorkflowHistory) -> int:
     return sum(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in history.events)
 
 
+def first_activity(history: WorkflowHistory) -> str:
+    return next(
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    )
+
+
 async def test_the_life_of_a_patch(
     dev_env: WorkflowEnvironment, services: tuple[grpc.aio.Channel, Engine]
 ) -> None:
     before = place_order_histories()  # recorded before the change
     # 1. The change behind `patched`: the runs from before it replay (above), and new runs
     #    take the new path and record the patch's marker.
+    assert {first_activity(h) for h in before} == {"save_order"}
     patched = await run_order(dev_env, services, PatchedPlaceOrder)
-    assert patch_markers(patched) == 1
+    assert (patch_markers(patched), first_activity(patched)) == (1, "send_notification")
     assert await replay_failure(PatchedPlaceOrder, patched) is None
 
     # 2. Once no run from before the change is left: `deprecate_patch` and only the new
