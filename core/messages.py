@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from temporalio.common import SearchAttributeKey
 
 
@@ -113,10 +113,21 @@ class PlaceOrderInput(BaseModel):
     max_history_events: int = 10_000
 
 
+# The longest cancel reason an order keeps (its read model column holds this many).
+CANCEL_REASON_MAX = 500
+
+
 class CancelRequest(BaseModel):
     """Input of the `cancel` signal and the `request_cancel` update."""
 
     reason: str = "customer request"
+
+    @field_validator("reason")
+    @classmethod
+    def _fit(cls, reason: str) -> str:
+        # Cut, not refused: a signal cannot be answered, and one that fails to decode is
+        # dropped, so the customer's cancel would be lost for a too long text.
+        return reason[:CANCEL_REASON_MAX]
 
 
 # --- activity inputs and results --------------------------------------------------------

@@ -7,6 +7,7 @@ from sqlalchemy import JSON, BigInteger, Column, Connection, Engine, text
 from sqlmodel import Field, SQLModel
 
 from core.db import CREATE_TABLES_LOCK_KEY, create_tables
+from core.messages import CANCEL_REASON_MAX
 
 
 def utcnow() -> datetime:
@@ -23,7 +24,7 @@ class OrderRecord(SQLModel, table=True):
     total_cents: int = Field(default=0, sa_type=BigInteger)
     payment_status: str = Field(default="NONE", max_length=16)
     failure_reason: str | None = Field(default=None, max_length=32)
-    cancel_reason: str | None = Field(default=None, max_length=500)
+    cancel_reason: str | None = Field(default=None, max_length=CANCEL_REASON_MAX)
     card_last4: str = Field(default="", max_length=4)
     items: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))

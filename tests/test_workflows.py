@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core.messages import (
+    CANCEL_REASON_MAX,
     CUSTOMER_ID,
     ORDER_STATUS,
     CancelOrderInput,
@@ -267,6 +268,21 @@ async def test_cancel_update_after_payment_refunds_through_cancel_order(
     child = time_env.client.get_workflow_handle(f"cancel-{snap.order_id}")
     assert (await child.describe()).status.name == "COMPLETED"  # type: ignore[union-attr]
     assert [n for _, n in shop.notifications] == ["ORDER_CONFIRMED", "ORDER_CANCELLED"]
+
+
+async def test_a_cancel_signal_with_too_long_words_still_cancels(
+    time_env: WorkflowEnvironment, task_queue: str, worker: Worker, shop: FakeShop
+) -> None:
+    handle = await start(time_env, task_queue)
+    await wait_for(handle, OrderStatus.PAID)
+    await handle.signal("cancel", {"reason": "x" * (CANCEL_REASON_MAX + 100)})
+    result = await handle.result()
+    assert (result.status, result.failure_reason) == (
+        OrderStatus.CANCELLED,
+        "CANCELLED_BY_CUSTOMER",
+    )
+    assert result.cancel_reason == "x" * CANCEL_REASON_MAX
+    assert shop.refunds[result.order_id] == 1
 
 
 async def test_ship_then_deliver_completes_the_workflow(
