@@ -517,20 +517,35 @@ async def test_a_cancel_that_comes_with_a_steps_result_is_not_lost(
     # in one workflow task, where the step's result could win over the task's cancellation
     # and the order went on to be charged. Several orders, so the race is met.
     for _ in range(8):
-        shop.calls.clear()
         gate = shop.gates["save:RESERVED"] = asyncio.Event()
         handle = await start(dev_env, task_queue)
         await _in_flight(shop, "save:RESERVED")
         gate.set()
         await handle.signal("cancel", CancelRequest(reason="changed my mind"))
         result = await handle.result()
-        assert (result.status, result.failure_reason) == (
+        assert (result.status, result.failure_reason, result.cancel_reason) == (
             OrderStatus.CANCELLED,
             "CANCELLED_BY_CUSTOMER",
+            "changed my mind",
         )
-        assert result.cancel_reason == "changed my mind"
-        assert "charge" not in shop.calls, "charged although cancelled before payment"
-        assert result.order_id not in shop.captured
+        # No charge scheduled once the workflow has the cancel. (On a loaded machine the
+        # cancel may reach the server only after the workflow scheduled the charge: then
+        # the charge may happen, and is refunded.)
+        events = list((await handle.fetch_history()).events)
+        signalled = next(
+            i
+            for i, e in enumerate(events)
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        )
+        scheduled = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in events[signalled:]
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        ]
+        assert "charge" not in scheduled, "charged although cancelled before payment"
+        if result.order_id in shop.captured:
+            assert shop.refunds[result.order_id] == 1
+        shop.calls.clear()
     assert shop.stock == {"p-1": 10, "p-2": 10}
 
 
