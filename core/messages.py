@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from temporalio.common import SearchAttributeKey
 
 
@@ -48,16 +48,27 @@ class PaymentStatus(StrEnum):
 
 
 class FailureReason(StrEnum):
+    """Why an order ended FAILED or CANCELLED: the `failure_reason` code."""
+
+    # Business failures the saga finds (FAILED).
     USER_NOT_FOUND = "USER_NOT_FOUND"
     PRODUCT_NOT_FOUND = "PRODUCT_NOT_FOUND"
     OUT_OF_STOCK = "OUT_OF_STOCK"
     PAYMENT_DECLINED = "PAYMENT_DECLINED"
-    # The workflow itself was cancelled through Temporal (`temporal workflow cancel`).
-    WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
-    # An unexpected, non-business failure after retries ran out.
+    # An unexpected, non-business failure after retries ran out (FAILED).
     INTERNAL_ERROR = "INTERNAL_ERROR"
-    # A PAID order that was not shipped before the fulfilment deadline.
+    # A customer's or an admin's cancel (CANCELLED); their words are in `cancel_reason`.
+    CANCELLED_BY_CUSTOMER = "CANCELLED_BY_CUSTOMER"
+    # A PAID order that was not shipped before the fulfilment deadline (CANCELLED).
     NOT_SHIPPED = "NOT_SHIPPED"
+    # The workflow itself was cancelled through Temporal (`temporal workflow cancel`):
+    # FAILED before payment, CANCELLED (refunded) after.
+    WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
+
+
+# The ApplicationError type of a request (cancel, ship, deliver) the order cannot take in
+# its current state; the API answers it with 409 and this code.
+INVALID_STATE = "INVALID_STATE"
 
 
 class NotificationKind(StrEnum):
@@ -110,10 +121,21 @@ class PlaceOrderInput(BaseModel):
     max_history_events: int = 10_000
 
 
+# The longest cancel reason an order keeps (its read model column holds this many).
+CANCEL_REASON_MAX = 500
+
+
 class CancelRequest(BaseModel):
     """Input of the `cancel` signal and the `request_cancel` update."""
 
     reason: str = "customer request"
+
+    @field_validator("reason")
+    @classmethod
+    def _fit(cls, reason: str) -> str:
+        # Cut, not refused: a signal cannot be answered, and one that fails to decode is
+        # dropped, so the customer's cancel would be lost for a too long text.
+        return reason[:CANCEL_REASON_MAX]
 
 
 # --- activity inputs and results --------------------------------------------------------
@@ -215,6 +237,7 @@ class CancelOrderInput(BaseModel):
 
     order_id: str
     user_id: str
+    # Told to the customer: the canceller's words, or the failure reason's code.
     reason: str
     # The order as it will read once cancelled; CancelOrder writes it to the read model.
     snapshot: OrderSnapshot | None = None

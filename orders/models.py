@@ -6,6 +6,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column
 from sqlmodel import Field, SQLModel
 
+from core.messages import CANCEL_REASON_MAX
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -21,7 +23,7 @@ class OrderRecord(SQLModel, table=True):
     total_cents: int = Field(default=0, sa_type=BigInteger)
     payment_status: str = Field(default="NONE", max_length=16)
     failure_reason: str | None = Field(default=None, max_length=32)
-    cancel_reason: str | None = Field(default=None, max_length=500)
+    cancel_reason: str | None = Field(default=None, max_length=CANCEL_REASON_MAX)
     card_last4: str = Field(default="", max_length=4)
     items: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))

@@ -1,9 +1,16 @@
-"""Changed copies of PlaceOrder, for the replay tests: the same change made unsafely and
-made safely with `workflow.patched`.
+"""One change to PlaceOrder at each stage of a patch's life, for tests/test_replay.py.
 
-Each registers under the name "PlaceOrder", so it replays the recorded PlaceOrder
-histories exactly as a redeployed worker would. The change: tell the customer the order
-was received before the checkout's first step, a new activity call at the start of the saga.
+The change: tell the customer the order was received before the saga's first step, a new
+activity call. Each class registers as "PlaceOrder", so it replays PlaceOrder histories
+exactly as a redeployed worker would:
+
+- `PatchedPlaceOrder`: the call behind `workflow.patched`: runs recorded before the change
+  take the old path, new runs the new one (and their history gets the patch's marker);
+- `DeprecatedPlaceOrder`: `workflow.deprecate_patch` once no run from before the change is
+  left: only the new path, and histories with or without the marker replay;
+- `ChangedPlaceOrder`: the call with no patch at all, which is both the change made
+  unsafely (before the patch) and the end of the patch's life (the call removed once no run
+  from before the deprecation is left).
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.notification import NotificationActivities
     from core.messages import NotificationKind, NotifyInput, OrderSnapshot, PlaceOrderInput
-    from workflows.place_order import PlaceOrder, _undo
+    from workflows import steps
+    from workflows.place_order import PlaceOrder
 
 PATCH_ID = "notify-order-received"
 
@@ -28,32 +36,40 @@ async def _notify_received(inp: PlaceOrderInput) -> None:
             message=f"Order {inp.order_id} received",
             idempotency_key=f"{inp.order_id}:received",
         ),
-        **_undo(),
+        **steps.UNDO,
     )
 
 
 @workflow.defn(name="PlaceOrder")
-class UnpatchedPlaceOrder(PlaceOrder):
-    """The new call added as is: histories of orders placed before it no longer replay."""
-
+class PatchedPlaceOrder(PlaceOrder):
     @workflow.run
     async def run(self, inp: PlaceOrderInput) -> OrderSnapshot:
         return await super().run(inp)
 
-    async def _checkout(self, inp: PlaceOrderInput) -> bool:
-        await _notify_received(inp)
-        return await super()._checkout(inp)
+    async def _saga(self, inp: PlaceOrderInput) -> bool:
+        if workflow.patched(PATCH_ID):
+            await _notify_received(inp)
+        return await super()._saga(inp)
 
 
 @workflow.defn(name="PlaceOrder")
-class PatchedPlaceOrder(PlaceOrder):
-    """The same call behind `workflow.patched`: old histories take the old path."""
-
+class DeprecatedPlaceOrder(PlaceOrder):
     @workflow.run
     async def run(self, inp: PlaceOrderInput) -> OrderSnapshot:
         return await super().run(inp)
 
-    async def _checkout(self, inp: PlaceOrderInput) -> bool:
-        if workflow.patched(PATCH_ID):
-            await _notify_received(inp)
-        return await super()._checkout(inp)
+    async def _saga(self, inp: PlaceOrderInput) -> bool:
+        workflow.deprecate_patch(PATCH_ID)
+        await _notify_received(inp)
+        return await super()._saga(inp)
+
+
+@workflow.defn(name="PlaceOrder")
+class ChangedPlaceOrder(PlaceOrder):
+    @workflow.run
+    async def run(self, inp: PlaceOrderInput) -> OrderSnapshot:
+        return await super().run(inp)
+
+    async def _saga(self, inp: PlaceOrderInput) -> bool:
+        await _notify_received(inp)
+        return await super()._saga(inp)

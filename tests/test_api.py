@@ -310,8 +310,14 @@ async def test_cancel_paid_order_refunds(stack: Stack) -> None:
     order = r.json()
     assert order["status"] == "CANCELLED"
     assert order["payment_status"] == "REFUNDED"
-    assert order["failure_reason"] == "changed my mind"
+    assert (order["failure_reason"], order["cancel_reason"]) == (
+        "CANCELLED_BY_CUSTOMER",
+        "changed my mind",
+    )
     assert statuses(order)[-1] == "CANCELLED"
+    r = await stack.http.get(f"/users/{user['id']}/notifications")
+    [told] = [n for n in r.json() if n["kind"] == "ORDER_CANCELLED"]
+    assert told["message"] == f"Order {order_id} cancelled: changed my mind"
 
     r = await stack.http.get(f"/orders/{order_id}/payments")
     assert sorted((e["type"], e["amount_cents"]) for e in r.json()) == [

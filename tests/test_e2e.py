@@ -77,6 +77,7 @@ async def test_checkout_pays_and_a_cli_cancel_refunds(processes: RunningStack) -
         assert done.returncode == 0, done.stderr
 
         order = await until_status(http, order_id, "CANCELLED")
+        assert (order["failure_reason"], order["cancel_reason"]) == ("CANCELLED_BY_CUSTOMER", "x")
         assert order["payment_status"] == "REFUNDED"
         assert (await http.get(f"/products/{product_id}")).json()["stock"] == 3
         ledger = (await http.get(f"/orders/{order_id}/payments")).json()

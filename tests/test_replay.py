@@ -1,6 +1,7 @@
 """Replay tests: recorded histories of real runs (tests/histories, written by
 `make record-histories`) must replay against the current workflow code, and the replay
-must catch a history or a workflow that changed underneath."""
+must catch a history or a workflow that changed underneath. The life of a patch
+(docs/changing-workflows.md) is shown here too, on tests/changed_workflows.py."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
 import worker
@@ -25,15 +27,17 @@ from core.db import make_engine
 from core.grpc_client import Stubs
 from core.messages import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
 from services.server import create_server
-from tests.changed_workflows import PatchedPlaceOrder, UnpatchedPlaceOrder
+from tests.changed_workflows import ChangedPlaceOrder, DeprecatedPlaceOrder, PatchedPlaceOrder
 from workflows.cancel_order import CancelOrder
+from workflows.place_order import PlaceOrder
 from workflows.replay import build_replayer, load_history_file, replay, workflow_type_of
 
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORIES = ROOT / "tests" / "histories"
-# Subfolders hold older recordings kept after a patched change (see the README).
+# Every file, subfolders too: after a release, its recordings stay (in a subfolder named
+# after it) beside those of the code since (docs/changing-workflows.md).
 FILES = sorted(HISTORIES.rglob("*.json"))
 SCENARIOS = [
     "order-paid-delivered",
@@ -90,7 +94,7 @@ async def test_every_recorded_history_replays() -> None:
 
 
 def test_replay_cli_on_the_histories_folder() -> None:
-    # A folder is searched with its subfolders (older recordings, kept after a patch).
+    # A folder is searched with its subfolders (the recordings of earlier releases).
     proc = run_replay_cli(str(HISTORIES.relative_to(ROOT)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = result_lines(proc.stdout)
@@ -131,31 +135,117 @@ async def test_a_tampered_history_fails_replay(tmp_path: Path) -> None:
     assert verdicts["order-tampered"].startswith("FAIL"), proc.stdout
 
 
-# --- teeth: a changed workflow -----------------------------------------------------------
+# --- teeth: a changed workflow, and the life of a patch ---------------------------------
+
+
+async def replay_failure(workflow: type, history: WorkflowHistory) -> Exception | None:
+    """Why `history` does not replay on `workflow` (registered as PlaceOrder), or None."""
+    replayer = Replayer(
+        workflows=[workflow, CancelOrder],
+        data_converter=worker.DATA_CONVERTER,
+        workflow_runner=worker.WORKFLOW_RUNNER,
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    return result.replay_failure
 
 
 async def test_a_new_activity_without_patched_is_nondeterministic() -> None:
-    replayer = Replayer(
-        workflows=[UnpatchedPlaceOrder, CancelOrder], data_converter=pydantic_data_converter
-    )
     histories = place_order_histories()
     assert histories
     for history in histories:
-        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-        assert isinstance(result.replay_failure, NondeterminismError), history.workflow_id
-        # The new activity, or, in a history with an earlier patch's marker, that marker:
-        # either way the commands no longer match the history.
-        message = str(result.replay_failure)
-        assert "send_notification" in message or "patch marker" in message, message
+        failure = await replay_failure(ChangedPlaceOrder, history)
+        assert isinstance(failure, NondeterminismError), history.workflow_id
 
 
 async def test_the_same_change_behind_patched_replays() -> None:
-    replayer = Replayer(
-        workflows=[PatchedPlaceOrder, CancelOrder], data_converter=pydantic_data_converter
-    )
     for history in place_order_histories():
-        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-        assert result.replay_failure is None, f"{history.workflow_id}: {result.replay_failure}"
+        failure = await replay_failure(PatchedPlaceOrder, history)
+        assert failure is None, f"{history.workflow_id}: {failure}"
+
+
+@pytest.fixture(scope="module")
+async def services(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[Stubs, Engine]]:
+    """The real services on a free port over SQLite (migrated), and stubs to them."""
+    tmp = tmp_path_factory.mktemp("replay")
+    engine = make_engine(f"sqlite:///{tmp}/shop.db")
+    server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
+    await server.start()
+    try:
+        async with Stubs.open(f"127.0.0.1:{port}") as stubs:
+            yield stubs, engine
+    finally:
+        await server.stop(grace=1)
+        engine.dispose()
+
+
+async def run_order(
+    env: WorkflowEnvironment, services: tuple[Stubs, Engine], workflow: type
+) -> WorkflowHistory:
+    """Runs one order on a worker with `workflow` as PlaceOrder; its history. The customer
+    is unknown, so the order fails at once."""
+    order_id = f"replay-{uuid.uuid4().hex[:8]}"
+    task_queue = f"replay-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[workflow, CancelOrder],
+        activities=worker.build_activities(*services),
+        workflow_runner=worker.WORKFLOW_RUNNER,
+    ):
+        handle = await env.client.start_workflow(
+            "PlaceOrder",
+            PlaceOrderInput(
+                order_id=order_id,
+                user_id="nobody",
+                items=[OrderItem(product_id="nothing", quantity=1)],
+                card_number="4242424242424242",
+            ),
+            id=workflow_id_for(order_id),
+            task_queue=task_queue,
+            result_type=OrderSnapshot,
+        )
+        snap = await handle.result()
+    assert snap.status == OrderStatus.FAILED and snap.failure_reason == "USER_NOT_FOUND"
+    return await handle.fetch_history()
+
+
+def patch_markers(history: WorkflowHistory) -> int:
+    return sum(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in history.events)
+
+
+def first_activity(history: WorkflowHistory) -> str:
+    return next(
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    )
+
+
+async def test_the_life_of_a_patch(
+    dev_env: WorkflowEnvironment, services: tuple[Stubs, Engine]
+) -> None:
+    before = place_order_histories()  # recorded before the change
+    # 1. The change behind `patched`: the runs from before it replay (above), and new runs
+    #    take the new path and record the patch's marker.
+    assert {first_activity(h) for h in before} == {"save_order"}
+    patched = await run_order(dev_env, services, PatchedPlaceOrder)
+    assert (patch_markers(patched), first_activity(patched)) == (1, "send_notification")
+    assert await replay_failure(PatchedPlaceOrder, patched) is None
+
+    # 2. Once no run from before the change is left: `deprecate_patch` and only the new
+    #    path. It replays the runs of step 1, but would break one from before the change.
+    assert await replay_failure(DeprecatedPlaceOrder, patched) is None
+    assert isinstance(await replay_failure(DeprecatedPlaceOrder, before[0]), NondeterminismError)
+    deprecated = await run_order(dev_env, services, DeprecatedPlaceOrder)
+
+    # 3. Once no run from step 1 is left either: the call removed. It replays the runs of
+    #    step 2 (their marker is marked deprecated), but not those of step 1.
+    assert await replay_failure(ChangedPlaceOrder, deprecated) is None
+    failure = await replay_failure(ChangedPlaceOrder, patched)
+    assert isinstance(failure, NondeterminismError)
+    assert "patch marker" in str(failure), failure
 
 
 # --- histories fetched from a server -----------------------------------------------------
@@ -163,46 +253,19 @@ async def test_the_same_change_behind_patched_replays() -> None:
 
 @pytest.fixture(scope="module")
 async def finished_order(
-    dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+    dev_env: WorkflowEnvironment, services: tuple[Stubs, Engine]
 ) -> str:
     """A PlaceOrder run to its end on the dev server: an unknown customer, so it fails fast."""
-    tmp = tmp_path_factory.mktemp("replay")
-    engine = make_engine(f"sqlite:///{tmp}/shop.db")
-    server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
-    await server.start()
-    order_id = f"replay-{uuid.uuid4().hex[:8]}"
-    task_queue = f"replay-{uuid.uuid4().hex[:8]}"
-    try:
-        async with Stubs.open(f"127.0.0.1:{port}") as stubs:
-            w = worker.build_worker(
-                dev_env.client, task_queue, worker.build_activities(stubs, engine)
-            )
-            async with w:
-                snap = await dev_env.client.execute_workflow(
-                    "PlaceOrder",
-                    PlaceOrderInput(
-                        order_id=order_id,
-                        user_id="nobody",
-                        items=[OrderItem(product_id="nothing", quantity=1)],
-                        card_number="4242424242424242",
-                    ),
-                    id=workflow_id_for(order_id),
-                    task_queue=task_queue,
-                    result_type=OrderSnapshot,
-                )
-    finally:
-        await server.stop(grace=1)
-        engine.dispose()
-    assert snap.status == OrderStatus.FAILED and snap.failure_reason == "USER_NOT_FOUND"
+    workflow_id = (await run_order(dev_env, services, PlaceOrder)).workflow_id
     # Visibility (what --query lists) catches up with the workflow's end asynchronously.
-    query = f'WorkflowId="{workflow_id_for(order_id)}" AND ExecutionStatus="Completed"'
+    query = f'WorkflowId="{workflow_id}" AND ExecutionStatus="Completed"'
     for _ in range(300):
         if [wf async for wf in dev_env.client.list_workflows(query)]:
             break
         await asyncio.sleep(0.1)
     else:
         raise AssertionError(f"{query} listed nothing within 30 s")
-    return workflow_id_for(order_id)
+    return workflow_id
 
 
 def address_of(env: WorkflowEnvironment) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import pytest
@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core.messages import (
+    CANCEL_REASON_MAX,
     CUSTOMER_ID,
     ORDER_STATUS,
     CancelOrderInput,
@@ -110,7 +111,8 @@ async def start(
 
 
 async def status_of(handle: WorkflowHandle[object, OrderSnapshot]) -> OrderSnapshot:
-    return await handle.query("status", result_type=OrderSnapshot)
+    snap: OrderSnapshot = await handle.query("status", result_type=OrderSnapshot)
+    return snap
 
 
 async def wait_for(
@@ -166,7 +168,7 @@ async def test_business_failures_end_failed_with_reason(
     task_queue: str,
     worker: Worker,
     shop: FakeShop,
-    setup,
+    setup: Callable[[FakeShop], object],
     reason: str,
 ) -> None:
     setup(shop)
@@ -257,7 +259,8 @@ async def test_cancel_update_after_payment_refunds_through_cancel_order(
     )
     assert snap.status == OrderStatus.CANCELLED
     assert snap.payment_status == "REFUNDED"
-    assert snap.failure_reason == "too slow"
+    assert (snap.failure_reason, snap.cancel_reason) == ("CANCELLED_BY_CUSTOMER", "too slow")
+    assert shop.saved[-1] == snap  # the read model gets the order as CancelOrder left it
     assert shop.refunds[snap.order_id] == 1
     assert shop.stock == {"p-1": 10, "p-2": 10}
     result = await handle.result()
@@ -265,6 +268,21 @@ async def test_cancel_update_after_payment_refunds_through_cancel_order(
     child = time_env.client.get_workflow_handle(f"cancel-{snap.order_id}")
     assert (await child.describe()).status.name == "COMPLETED"  # type: ignore[union-attr]
     assert [n for _, n in shop.notifications] == ["ORDER_CONFIRMED", "ORDER_CANCELLED"]
+
+
+async def test_a_cancel_signal_with_too_long_words_still_cancels(
+    time_env: WorkflowEnvironment, task_queue: str, worker: Worker, shop: FakeShop
+) -> None:
+    handle = await start(time_env, task_queue)
+    await wait_for(handle, OrderStatus.PAID)
+    await handle.signal("cancel", {"reason": "x" * (CANCEL_REASON_MAX + 100)})
+    result = await handle.result()
+    assert (result.status, result.failure_reason) == (
+        OrderStatus.CANCELLED,
+        "CANCELLED_BY_CUSTOMER",
+    )
+    assert result.cancel_reason == "x" * CANCEL_REASON_MAX
+    assert shop.refunds[result.order_id] == 1
 
 
 async def test_ship_then_deliver_completes_the_workflow(
@@ -303,7 +321,7 @@ async def test_signals_move_the_order_and_wrong_state_ones_are_ignored(
 ) -> None:
     handle = await start(time_env, task_queue)
     await wait_for(handle, OrderStatus.PAID)
-    await handle.signal("deliver")  # not shipped yet: recorded and ignored
+    await handle.signal("deliver")  # not shipped yet: ignored
     await handle.signal("ship")
     shipped = await wait_for(handle, OrderStatus.SHIPPED)
     await handle.signal("cancel", CancelRequest(reason="too late"))  # shipped: ignored
@@ -337,7 +355,7 @@ async def test_unshipped_order_is_cancelled_after_the_fulfilment_deadline(
         # The default deadline is 7 days: the test server skips them while we wait.
         result = await handle.result()
     assert result.status == OrderStatus.CANCELLED
-    assert result.failure_reason == "NOT_SHIPPED"
+    assert (result.failure_reason, result.cancel_reason) == ("NOT_SHIPPED", None)
     assert result.payment_status == "REFUNDED"
     paid_at = next(h.at for h in result.history if h.status == "PAID")
     cancelled_at = result.history[-1].at
@@ -374,9 +392,43 @@ async def test_concurrent_cancels_refund_and_restock_once(
     assert shop.refunds[snap.order_id] == 1
     assert shop.stock == {"p-1": 10, "p-2": 10}
     assert shop.notifications.count((snap.order_id, "ORDER_CANCELLED")) == 1
-    # A cancel that comes too late is recorded and ignored.
-    late = await handle.query("status", result_type=OrderSnapshot)
-    assert late.status == OrderStatus.CANCELLED
+    assert result.failure_reason == "CANCELLED_BY_CUSTOMER"
+    assert result.cancel_reason in {"signal", "update"}
+
+
+async def test_a_cancel_while_another_cancel_order_runs_waits_for_it(
+    time_env: WorkflowEnvironment, task_queue: str, worker: Worker, shop: FakeShop
+) -> None:
+    handle = await start(time_env, task_queue)
+    snap = await wait_for(handle, OrderStatus.PAID)
+    # A CancelOrder started by hand holds the id `cancel-{order_id}` (its notification waits).
+    gate = shop.gates["notify:ORDER_CANCELLED"] = asyncio.Event()
+    by_hand = await time_env.client.start_workflow(
+        "CancelOrder",
+        CancelOrderInput(order_id=snap.order_id, user_id=snap.user_id, reason="by hand"),
+        id=f"cancel-{snap.order_id}",
+        task_queue=task_queue,
+        result_type=CancelOrderResult,
+    )
+    await _in_flight(shop, "notify:ORDER_CANCELLED")
+    update = asyncio.ensure_future(
+        handle.execute_update(
+            "request_cancel", CancelRequest(reason="changed my mind"), result_type=OrderSnapshot
+        )
+    )
+    await asyncio.sleep(0.5)
+    assert (await status_of(handle)).status == OrderStatus.PAID  # waits for the other run
+    gate.set()
+    assert (await by_hand.result()).refunded_cents == snap.total_cents
+    cancelled = await update
+    # PlaceOrder's own CancelOrder ran after it: the order is CANCELLED and saved so, yet
+    # refunded, restocked and notified once.
+    assert (cancelled.status, cancelled.cancel_reason) == (OrderStatus.CANCELLED, "changed my mind")
+    assert shop.saved[-1] == cancelled
+    assert shop.refunds[snap.order_id] == 1 and shop.stock == {"p-1": 10, "p-2": 10}
+    assert shop.notifications.count((snap.order_id, "ORDER_CANCELLED")) == 1
+    latest = await time_env.client.get_workflow_handle(f"cancel-{snap.order_id}").describe()
+    assert latest.run_id != by_hand.result_run_id
 
 
 # The tests below run on the real dev server: the time-skipping test server mishandles the
@@ -465,16 +517,35 @@ async def test_a_cancel_that_comes_with_a_steps_result_is_not_lost(
     # in one workflow task, where the step's result could win over the task's cancellation
     # and the order went on to be charged. Several orders, so the race is met.
     for _ in range(8):
-        shop.calls.clear()
         gate = shop.gates["save:RESERVED"] = asyncio.Event()
         handle = await start(dev_env, task_queue)
         await _in_flight(shop, "save:RESERVED")
         gate.set()
         await handle.signal("cancel", CancelRequest(reason="changed my mind"))
         result = await handle.result()
-        assert (result.status, result.failure_reason) == (OrderStatus.CANCELLED, "changed my mind")
-        assert "charge" not in shop.calls, "charged although cancelled before payment"
-        assert result.order_id not in shop.captured
+        assert (result.status, result.failure_reason, result.cancel_reason) == (
+            OrderStatus.CANCELLED,
+            "CANCELLED_BY_CUSTOMER",
+            "changed my mind",
+        )
+        # No charge scheduled once the workflow has the cancel. (On a loaded machine the
+        # cancel may reach the server only after the workflow scheduled the charge: then
+        # the charge may happen, and is refunded.)
+        events = list((await handle.fetch_history()).events)
+        signalled = next(
+            i
+            for i, e in enumerate(events)
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        )
+        scheduled = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in events[signalled:]
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        ]
+        assert "charge" not in scheduled, "charged although cancelled before payment"
+        if result.order_id in shop.captured:
+            assert shop.refunds[result.order_id] == 1
+        shop.calls.clear()
     assert shop.stock == {"p-1": 10, "p-2": 10}
 
 
@@ -489,7 +560,10 @@ async def test_cancel_signal_before_payment_rolls_back(
     shop.charge_gate.set()
     result = await handle.result()
     assert result.status == OrderStatus.CANCELLED
-    assert result.failure_reason == "changed my mind"
+    assert (result.failure_reason, result.cancel_reason) == (
+        "CANCELLED_BY_CUSTOMER",
+        "changed my mind",
+    )
     assert shop.stock == {"p-1": 10, "p-2": 10}
     assert shop.notifications[-1][1] == "ORDER_CANCELLED"
     assert shop.captured == {}
@@ -500,8 +574,8 @@ async def _ignored_until_continued(
 ) -> WorkflowHandle[object, OrderSnapshot]:
     """Sends a signal the order ignores until its run continues as new; the new run's handle.
 
-    Ignored requests are recorded, so each grows the history. Signals may arrive one per
-    workflow task or batched into one, so keep sending until the history passes the limit.
+    Each signal, ignored or not, grows the history. Signals may arrive one per workflow
+    task or batched into one, so keep sending until the history passes the limit.
     """
     first_run = (await handle.describe()).run_id
     for _ in range(200):
@@ -578,10 +652,8 @@ async def test_search_attributes_are_upserted_only_when_they_change(
     )
     handle = await start(dev_env, task_queue, search_attributes=attrs if set_at_start else None)
     await wait_for(handle, OrderStatus.PAID)
-    # The first is the core SDK's TemporalChangeVersion for the workflow's one patch id.
     first = [{"OrderStatus", "CustomerId"}] if not set_at_start else []
     assert await upserted(handle) == [
-        {"TemporalChangeVersion"},
         *first,
         {"OrderStatus"},  # RESERVED
         {"OrderStatus"},  # PAID

@@ -11,8 +11,10 @@ runs one PlaceOrder per scenario, waits for each to complete and writes its hist
 also fetched with the `temporal` CLI, when it is installed, and must parse to the same
 events. Prints one line per file.
 
-Re-record only after an intended change guarded by `workflow.patched`, never to make a
-nondeterminism error go away: the old histories are what running workflows look like.
+Until a release is tagged, an intended change to a workflow re-records them; after a tag,
+a change goes behind `workflow.patched` and the old histories stay (docs/changing-workflows.md).
+Never re-record to make a nondeterminism error go away: the old histories are what running
+workflows look like.
 """
 
 from __future__ import annotations
@@ -32,13 +34,17 @@ from pathlib import Path
 
 import grpc
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from core.db import make_engine
 from core.grpc_client import Stubs
 from core.messages import (
+    CUSTOMER_ID,
+    ORDER_STATUS,
     SEARCH_ATTRIBUTES,
     CancelRequest,
+    FailureReason,
     OrderItem,
     OrderSnapshot,
     OrderStatus,
@@ -79,14 +85,26 @@ class Recorder:
     task_queue: str
 
     async def start(
-        self, order_id: str, card: str = PAYS, product: str = BOOK, quantity: int = 1, **extra: int
+        self,
+        order_id: str,
+        card: str = PAYS,
+        product: str = BOOK,
+        quantity: int = 1,
+        fulfilment_deadline_seconds: int | None = None,
     ) -> Handle:
         inp = PlaceOrderInput(
             order_id=order_id,
             user_id=USER_ID,
             items=[OrderItem(product_id=product, quantity=quantity)],
             card_number=card,
-            **extra,
+            fulfilment_deadline_seconds=fulfilment_deadline_seconds,
+        )
+        # Started as the API starts an order, search attributes set.
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
+                SearchAttributePair(CUSTOMER_ID, USER_ID),
+            ]
         )
         return await self.client.start_workflow(
             "PlaceOrder",
@@ -95,11 +113,12 @@ class Recorder:
             task_queue=self.task_queue,
             result_type=OrderSnapshot,
             execution_timeout=WAIT,
+            search_attributes=attributes,
         )
 
 
 async def status_of(handle: Handle) -> OrderStatus:
-    snap = await handle.query("status", result_type=OrderSnapshot)
+    snap: OrderSnapshot = await handle.query("status", result_type=OrderSnapshot)
     return snap.status
 
 
@@ -115,11 +134,10 @@ async def wait_status(handle: Handle, status: OrderStatus) -> None:
     raise RuntimeError(f"{handle.id} never reached {status}")
 
 
-def expect(snap: OrderSnapshot, status: OrderStatus, reason: str | None = None) -> None:
-    if snap.status != status or (reason is not None and snap.failure_reason != reason):
+def expect(snap: OrderSnapshot, status: OrderStatus, reason: FailureReason | None = None) -> None:
+    if snap.status != status or snap.failure_reason != reason:
         raise RuntimeError(
-            f"{snap.order_id}: expected {status} {reason or ''}, got {snap.status} "
-            f"{snap.failure_reason}"
+            f"{snap.order_id}: expected {status} {reason}, got {snap.status} {snap.failure_reason}"
         )
 
 
@@ -137,13 +155,13 @@ async def paid_delivered(r: Recorder) -> list[str]:
 
 async def payment_declined(r: Recorder) -> list[str]:
     h = await r.start("payment-declined", card=DECLINED)
-    expect(await h.result(), OrderStatus.FAILED, "PAYMENT_DECLINED")
+    expect(await h.result(), OrderStatus.FAILED, FailureReason.PAYMENT_DECLINED)
     return [h.id]
 
 
 async def out_of_stock(r: Recorder) -> list[str]:
     h = await r.start("out-of-stock", product=SCARCE, quantity=2)
-    expect(await h.result(), OrderStatus.FAILED, "OUT_OF_STOCK")
+    expect(await h.result(), OrderStatus.FAILED, FailureReason.OUT_OF_STOCK)
     return [h.id]
 
 
@@ -152,7 +170,7 @@ async def cancel_before_payment(r: Recorder) -> list[str]:
     await wait_status(h, OrderStatus.RESERVED)
     await h.signal("cancel", CancelRequest(reason="changed my mind"))
     snap = await h.result()
-    expect(snap, OrderStatus.CANCELLED, "changed my mind")
+    expect(snap, OrderStatus.CANCELLED, FailureReason.CANCELLED_BY_CUSTOMER)
     if snap.payment_status != PaymentStatus.NONE:
         raise RuntimeError(f"{h.id}: the cancel came after the charge ({snap.payment_status})")
     return [h.id]
@@ -165,7 +183,7 @@ async def cancel_after_payment(r: Recorder) -> list[str]:
     await h.execute_update(
         "request_cancel", CancelRequest(reason="too late"), result_type=OrderSnapshot
     )
-    expect(await h.result(), OrderStatus.CANCELLED, "too late")
+    expect(await h.result(), OrderStatus.CANCELLED, FailureReason.CANCELLED_BY_CUSTOMER)
     child = r.client.get_workflow_handle(cancel_workflow_id_for(order_id))
     await child.result()
     return [h.id, child.id]
@@ -173,7 +191,7 @@ async def cancel_after_payment(r: Recorder) -> list[str]:
 
 async def fulfilment_deadline(r: Recorder) -> list[str]:
     h = await r.start("fulfilment-deadline", fulfilment_deadline_seconds=3)
-    expect(await h.result(), OrderStatus.CANCELLED, "NOT_SHIPPED")
+    expect(await h.result(), OrderStatus.CANCELLED, FailureReason.NOT_SHIPPED)
     return [h.id]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
@@ -23,25 +22,14 @@ class Saga:
     def add(self, name: str, compensation: Compensation) -> None:
         self._compensations.append((name, compensation))
 
-    @property
-    def names(self) -> list[str]:
-        return [name for name, _ in self._compensations]
-
     async def compensate(self) -> None:
-        """Runs the compensations in reverse order, once each, shielded from cancellation."""
+        """Runs the compensations in reverse order, once each. The caller shields it from
+        cancellation (see `steps.run_to_end`): a rollback must not be cut short."""
         while self._compensations:
             name, compensation = self._compensations.pop()
             workflow.logger.info("compensating %s", name)
-            task = asyncio.ensure_future(compensation())
             try:
-                # Shielded and awaited to the end: a further cancellation request must not
-                # cut the rollback short.
-                while not task.done():
-                    try:
-                        await asyncio.shield(task)
-                    except asyncio.CancelledError:
-                        continue
-                task.result()
+                await compensation()
             except Exception:
                 # Compensations retry transient errors forever; one that still fails is a
                 # bug to surface in the logs, and must not stop the remaining undos.

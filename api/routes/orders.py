@@ -32,7 +32,7 @@ from api.models import (
 from api.order_reads import QUERY_TIMEOUT, find_order, order_exists, order_to_follow, stored_order
 from api.watch import OrderWatch
 from core.db import run_sql
-from core.messages import CancelRequest, OrderSnapshot, OrderStatus, workflow_id_for
+from core.messages import INVALID_STATE, CancelRequest, OrderSnapshot, OrderStatus, workflow_id_for
 from orders.store import list_orders as store_list_orders
 from proto.shop.v1 import payment_pb2
 
@@ -225,8 +225,8 @@ async def _update(
         )
     except WorkflowUpdateFailedError as err:
         cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type == "INVALID_STATE":
-            raise ApiError(409, "INVALID_STATE", cause.message) from None
+        if isinstance(cause, ApplicationError) and cause.type == INVALID_STATE:
+            raise ApiError(409, INVALID_STATE, cause.message) from None
         log.warning("update %s of order %s failed: %s", update, order_id, cause)
         raise ApiError(502, "UPDATE_FAILED", f"the order could not {action}") from None
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
@@ -238,7 +238,7 @@ async def _update(
         stored = await stored_order(engine, order_id)
         if stored is None:
             raise not_found("order", order_id) from None
-        raise ApiError(409, "INVALID_STATE", f"order is {stored.status}") from None
+        raise ApiError(409, INVALID_STATE, f"order is {stored.status}") from None
     return OrderPublic.from_snapshot(snap)
 
 
