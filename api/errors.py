@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import reason_of
@@ -131,15 +130,11 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def _allowed_methods(req: Request) -> set[str]:
-    """The methods of every route on the request's path: Starlette's 405 names only those of
-    the first route that matched the path (GET of GET /products, not its POST)."""
-    allowed: set[str] = set()
-    for route in req.app.router.routes:
-        methods = getattr(route, "methods", None)
-        if methods and route.matches(req.scope)[0] != Match.NONE:
-            allowed |= methods
-    return allowed
+def _documented_methods(req: Request) -> list[str]:
+    """The methods the schema documents for the path of the route that matched the request's
+    path (FastAPI's 405 names only that route's: GET for GET /products, not its POST)."""
+    path = getattr(req.scope.get("route"), "path", None)
+    return sorted(method.upper() for method in req.app.openapi()["paths"].get(path, {}))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -165,8 +160,8 @@ def install_error_handlers(app: FastAPI) -> None:
         resp = error_response(exc.status_code, code, str(exc.detail))
         if exc.headers:
             resp.headers.update(exc.headers)
-        if exc.status_code == 405:
-            resp.headers["Allow"] = ", ".join(sorted(_allowed_methods(req)))
+        if exc.status_code == 405 and (documented := _documented_methods(req)):
+            resp.headers["Allow"] = ", ".join(documented)
         return resp
 
     @app.exception_handler(grpc.aio.AioRpcError)
