@@ -101,9 +101,8 @@ _TEMPORAL_TO_HTTP: dict[RPCStatusCode, tuple[int, str]] = {
 
 def from_grpc(err: grpc.aio.AioRpcError) -> ApiError:
     by_code = err.code().name
-    status, code = _GRPC_REASONS.get(reason_of(err) or by_code) or _GRPC_REASONS.get(
-        by_code, (502, "UPSTREAM_ERROR")
-    )
+    known = _GRPC_REASONS.get(reason_of(err) or by_code) or _GRPC_REASONS.get(by_code)
+    status, code = known or (502, "UPSTREAM_ERROR")
     if status == 503:
         return ApiError(status, code, "a backend service is unavailable; try again shortly")
     if status == 502:
@@ -155,7 +154,7 @@ def install_error_handlers(app: FastAPI) -> None:
             # not JSON is already a 422 (`json_invalid`): one status for both.
             detail = {"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}
             return error_response(422, "VALIDATION_ERROR", "the request is invalid", [detail])
-        codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+        codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED"}
         code = codes.get(exc.status_code, "HTTP_ERROR")
         resp = error_response(exc.status_code, code, str(exc.detail))
         if exc.headers:
