@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.errors import ApiError, temporal_unavailable
-from api.models import ID_MAX_LENGTH, ID_PATTERN
+from api.models import ID_MAX_LENGTH, ID_PATTERN, KEY_PATTERN
 from api.watch import OrderWatch
 from core.config import Settings
 from core.grpc_client import Stubs
@@ -61,17 +61,12 @@ class TemporalConnector:
             return self._client
 
     async def get_or_none(self) -> Client | None:
-        """For routes that can still answer from the read model while Temporal is down."""
+        """For routes that can still answer from the read model while Temporal is down (and
+        for the start-up, which goes on without it); the failure is logged in `_connect`."""
         try:
             return await self.get()
-        except Exception:
+        except ApiError:
             return None
-
-    async def try_connect(self) -> None:
-        try:
-            await self.get()
-        except Exception as err:  # the API still starts; routes that need Temporal say 503
-            log.warning("Temporal at %s is not reachable yet: %s", self._target, err)
 
     @property
     def _target(self) -> str:
@@ -89,6 +84,7 @@ class TemporalConnector:
                 timeout=TEMPORAL_CONNECT_TIMEOUT + 1,
             )
         except Exception as err:
+            log.warning("Temporal at %s is not reachable: %s", self._target, err)
             raise temporal_unavailable(f"cannot connect to {self._target}") from err
 
 
@@ -139,7 +135,8 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         min_length=1,
         max_length=200,
-        pattern=r"^[\x20-\x7e]+$",
+        # HTTP drops a header value's surrounding spaces: a key of spaces would arrive empty.
+        pattern=KEY_PATTERN,
         description="Retries with the same key get the same answer and change nothing more.",
     ),
 ]

@@ -66,16 +66,28 @@ def error_response(
     return JSONResponse(error_body(code, message, details), status_code=status)
 
 
-# gRPC status -> (HTTP status, default error code)
-_GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
-    grpc.StatusCode.NOT_FOUND: (404, "NOT_FOUND"),
-    grpc.StatusCode.ALREADY_EXISTS: (409, "ALREADY_EXISTS"),
-    grpc.StatusCode.INVALID_ARGUMENT: (422, "INVALID_ARGUMENT"),
-    grpc.StatusCode.OUT_OF_RANGE: (422, "INVALID_ARGUMENT"),
-    grpc.StatusCode.FAILED_PRECONDITION: (409, "FAILED_PRECONDITION"),
-    grpc.StatusCode.UNAVAILABLE: (503, "SERVICE_UNAVAILABLE"),
-    grpc.StatusCode.DEADLINE_EXCEEDED: (503, "SERVICE_UNAVAILABLE"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (503, "SERVICE_UNAVAILABLE"),
+# What a failed gRPC call means over HTTP, keyed by the reason the service attached
+# (core.errors): (HTTP status, error code). A DomainError's default reason is its status
+# code's name, so a reason not listed here falls back to its status code's entry, as does a
+# call that failed with no reason at all (the channel's own UNAVAILABLE, DEADLINE_EXCEEDED).
+# Anything else is a 502. Every 404 has the code NOT_FOUND; its message says what is missing.
+_GRPC_REASONS: dict[str, tuple[int, str]] = {
+    "NOT_FOUND": (404, "NOT_FOUND"),
+    "USER_NOT_FOUND": (404, "NOT_FOUND"),
+    "PRODUCT_NOT_FOUND": (404, "NOT_FOUND"),
+    "STOCK_NOT_FOUND": (404, "NOT_FOUND"),
+    "ALREADY_EXISTS": (409, "ALREADY_EXISTS"),
+    "EMAIL_TAKEN": (409, "EMAIL_TAKEN"),
+    "SKU_TAKEN": (409, "SKU_TAKEN"),
+    # The id a create derives from its Idempotency-Key belongs to another user or product.
+    "USER_ID_TAKEN": (409, "IDEMPOTENCY_KEY_REUSED"),
+    "PRODUCT_ID_TAKEN": (409, "IDEMPOTENCY_KEY_REUSED"),
+    "FAILED_PRECONDITION": (409, "FAILED_PRECONDITION"),
+    "INVALID_ARGUMENT": (422, "VALIDATION_ERROR"),
+    "OUT_OF_RANGE": (422, "VALIDATION_ERROR"),
+    "UNAVAILABLE": (503, "SERVICE_UNAVAILABLE"),
+    "DEADLINE_EXCEEDED": (503, "SERVICE_UNAVAILABLE"),
+    "RESOURCE_EXHAUSTED": (503, "SERVICE_UNAVAILABLE"),
 }
 
 _TEMPORAL_TO_HTTP: dict[RPCStatusCode, tuple[int, str]] = {
@@ -88,13 +100,15 @@ _TEMPORAL_TO_HTTP: dict[RPCStatusCode, tuple[int, str]] = {
 
 
 def from_grpc(err: grpc.aio.AioRpcError) -> ApiError:
-    status, code = _GRPC_TO_HTTP.get(err.code(), (502, "UPSTREAM_ERROR"))
+    by_code = err.code().name
+    known = _GRPC_REASONS.get(reason_of(err) or by_code) or _GRPC_REASONS.get(by_code)
+    status, code = known or (502, "UPSTREAM_ERROR")
     if status == 503:
         return ApiError(status, code, "a backend service is unavailable; try again shortly")
     if status == 502:
-        log.warning("gRPC call failed: %s %s", err.code().name, err.details())
+        log.warning("gRPC call failed: %s %s", by_code, err.details())
         return ApiError(status, code, "a backend service failed")
-    return ApiError(status, reason_of(err) or code, err.details() or code)
+    return ApiError(status, code, err.details() or code)
 
 
 def from_temporal(err: RPCError) -> ApiError:
@@ -115,6 +129,13 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _documented_methods(req: Request) -> list[str]:
+    """The methods the schema documents for the path of the route that matched the request's
+    path (FastAPI's 405 names only that route's: GET for GET /products, not its POST)."""
+    path = getattr(req.scope.get("route"), "path", None)
+    return sorted(method.upper() for method in req.app.openapi()["paths"].get(path, {}))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
@@ -127,12 +148,19 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot read as text (not UTF-8); a body that is
+            # not JSON is already a 422 (`json_invalid`): one status for both.
+            detail = {"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}
+            return error_response(422, "VALIDATION_ERROR", "the request is invalid", [detail])
         codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED"}
         code = codes.get(exc.status_code, "HTTP_ERROR")
         resp = error_response(exc.status_code, code, str(exc.detail))
         if exc.headers:
             resp.headers.update(exc.headers)
+        if exc.status_code == 405 and (documented := _documented_methods(req)):
+            resp.headers["Allow"] = ", ".join(documented)
         return resp
 
     @app.exception_handler(grpc.aio.AioRpcError)

@@ -1,4 +1,4 @@
-"""The FastAPI application: `create_app()` for tests and `app` for `python -m api`."""
+"""The FastAPI application, built by `create_app()` (`python -m api` and the tests)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def create_app(
         app.state.watch = watch = OrderWatch(engine)
         watch.start()
         if client is None:
-            await connector.try_connect()
+            await connector.get_or_none()
         if freeze_gc:
             freeze_startup_objects()
         log.info(
@@ -77,6 +77,3 @@ def create_app(
     for module in (health, users, products, checkout, orders):
         app.include_router(module.router)
     return app
-
-
-app = create_app()

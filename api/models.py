@@ -6,14 +6,41 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+import email_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from core.messages import OrderSnapshot, OrderStatus, PaymentStatus
 
+# Each type below documents exactly what it accepts (clients and the fuzzer trust the schema),
+# in patterns that every regex engine reads the same way: hence no `\s`, `\w` or `.`.
 ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 ID_MAX_LENGTH = 64
+# Printable ASCII without surrounding spaces: a sku, an Idempotency-Key.
+KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
+# The whitespace Python's str.strip() removes, which the services strip before they refuse a
+# blank text; and no NUL, which PostgreSQL cannot store.
+_SPACE = r"\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL_PATTERN = r"^[^\x00]*$"
+NOT_BLANK_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+# Checked as sent, then stripped: a length limit on the raw text holds for the stripped one.
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK_PATTERN),
+    AfterValidator(str.strip),
+]
+Category = Annotated[
+    str, StringConstraints(max_length=64, pattern=NO_NUL_PATTERN), AfterValidator(str.strip)
+]
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -28,6 +55,7 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     """Every non-2xx answer has this shape."""
 
+    model_config = ConfigDict(extra="forbid")  # documented: nothing beside `error`
     error: ErrorDetail
 
 
@@ -36,8 +64,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     text = {
         404: "Not found",
         409: "Conflict",
-        422: "Invalid request",
-        503: "A backend (Temporal, gRPC services, database) is unavailable",
+        422: "Invalid request: a parameter, a header or the body (also one that is not JSON)",
+        502: "A backend (Temporal, gRPC services) failed unexpectedly",
+        503: "A backend (Temporal, gRPC services, database) is unavailable; try again shortly",
     }
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}
 
@@ -57,23 +86,24 @@ class HealthPublic(BaseModel):
 # --- users ----------------------------------------------------------------------------
 
 
-class UserCreate(BaseModel):
-    email: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)
-    ] = Field(
-        examples=["ada@example.com"],
-        # What the validator below accepts (around the whitespace it strips), for the schema.
-        json_schema_extra={"pattern": r"^\s*[^@\s]+@\S+\s*$"},
-    )
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# email-validator refuses addresses at special-use domains (.test, .local, ...): documented
+# as what an address must not end in, letter by letter in either case (ECMA regexes, which
+# JSON Schema uses, have no flag for that).
+_SPECIAL_USE_DOMAIN = "|".join(
+    "".join(f"[{c.upper()}{c}]" if c.isalpha() else re.escape(c) for c in name)
+    for name in email_validator.SPECIAL_USE_DOMAIN_NAMES
+)
+SPECIAL_USE_EMAIL_PATTERN = rf"[@.](?:{_SPECIAL_USE_DOMAIN})[{_SPACE}]*$"
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        local, at, domain = v.partition("@")
-        if not at or not local or not domain or any(c.isspace() for c in v):
-            raise ValueError("must be an email address (name@domain)")
-        return v
+
+class UserCreate(BaseModel):
+    email: EmailStr = Field(
+        examples=["ada@example.com"],
+        description="An address as email-validator accepts it: surrounding whitespace is "
+        "ignored; no special-use domain (such as .test), IP address or quoted local part.",
+        json_schema_extra={"not": {"pattern": SPECIAL_USE_EMAIL_PATTERN}},
+    )
+    name: Name
 
 
 class UserPublic(BaseModel):
@@ -93,14 +123,16 @@ class NotificationPublic(BaseModel):
 
 
 class ProductCreate(BaseModel):
-    sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    description: Annotated[str, StringConstraints(max_length=2000)] = ""
+    sku: Annotated[str, StringConstraints(max_length=64, pattern=KEY_PATTERN)] = Field(
+        description="printable ASCII, no surrounding spaces", examples=["COF-ESP-250"]
+    )
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL_PATTERN)] = ""
     price_cents: int = Field(
         ge=1, le=100_000_000_000, description="at least 1: a product is never free"
     )
     stock: int = Field(default=0, ge=0, le=10**9)
-    category: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] = ""
+    category: Category = ""
 
 
 class ProductPublic(BaseModel):
@@ -198,9 +230,7 @@ class OrderPublic(BaseModel):
 
 
 class CancelCreate(BaseModel):
-    reason: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
-    ] = "customer request"
+    reason: Name = "customer request"
 
 
 class LedgerEntryPublic(BaseModel):

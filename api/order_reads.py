@@ -55,7 +55,7 @@ async def pending_from_memo(client: Client, order_id: str) -> OrderSnapshot | No
         if err.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
-    memo: dict[str, Any] = await desc.memo()
+    memo = await desc.memo()
     return pending_snapshot(
         order_id,
         str(memo.get("user_id", "")),

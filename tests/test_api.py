@@ -43,7 +43,7 @@ async def test_creates_with_an_idempotency_key_are_safe_to_retry(stack: Stack) -
     # The same key for another user is a conflict, not a second user under that id.
     other = await stack.http.post("/users", json={"email": f"x{email}", "name": "Bob"}, headers=key)
     assert other.status_code == 409, other.text
-    assert_error(other.json())
+    assert_error(other.json(), "IDEMPOTENCY_KEY_REUSED")
 
     pkey = {"Idempotency-Key": f"import-{uuid.uuid4().hex}"}
     body = {
@@ -143,6 +143,21 @@ async def test_products(stack: Stack) -> None:
         assert_error(r.json(), "VALIDATION_ERROR")
 
 
+async def test_one_error_policy(stack: Stack) -> None:
+    # Whichever service found nothing, and whatever reason it gave, a 404 is NOT_FOUND.
+    for path in ("/users/nobody-here", "/users/nobody-here/notifications", "/products/none"):
+        r = await stack.http.get(path)
+        assert r.status_code == 404, (path, r.text)
+        assert_error(r.json(), "NOT_FOUND")
+        assert r.json()["error"]["message"].endswith("not found")
+    # A method a path lacks: 405, naming every method of the path, not only its first route's.
+    for method in ("OPTIONS", "PUT", "DELETE"):
+        r = await stack.http.request(method, "/products")
+        assert r.status_code == 405, (method, r.text)
+        assert r.headers["allow"] == "GET, POST"
+        assert_error(r.json(), "METHOD_NOT_ALLOWED")
+
+
 # --- checkout ---------------------------------------------------------------------------
 
 
@@ -177,7 +192,12 @@ async def test_checkout_pays(stack: Stack) -> None:
     assert r.status_code == 200
     assert [(e["type"], e["amount_cents"]) for e in r.json()] == [("CAPTURE", 3250)]
 
-    r = await stack.http.get(f"/users/{user['id']}/notifications")
+    # The confirmation is the saga's next step after PAID: it may be a moment behind.
+    for _ in range(50):
+        r = await stack.http.get(f"/users/{user['id']}/notifications")
+        if r.json():
+            break
+        await asyncio.sleep(0.1)
     assert [(n["kind"], n["order_id"]) for n in r.json()] == [("ORDER_CONFIRMED", body["order_id"])]
 
 
@@ -289,11 +309,13 @@ async def test_checkout_rejects_bad_idempotency_key(stack: Stack) -> None:
 
 
 async def test_checkout_rejects_invalid_json(stack: Stack) -> None:
-    r = await stack.http.post(
-        "/checkout", content=b"{not json", headers={"content-type": "application/json"}
-    )
-    assert r.status_code == 422
-    assert_error(r.json(), "VALIDATION_ERROR")
+    # Not JSON, and not even UTF-8 (FastAPI's own answer to that is a 400): one status.
+    for body in (b"{not json", b"\xff\xfe{"):
+        r = await stack.http.post(
+            "/checkout", content=body, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 422, (body, r.text)
+        assert_error(r.json(), "VALIDATION_ERROR")
 
 
 # --- cancel, ship, deliver ----------------------------------------------------------------

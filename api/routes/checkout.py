@@ -75,7 +75,7 @@ def request_hash(body: CheckoutCreate) -> str:
     "/checkout",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CheckoutPublic,
-    responses=error_responses(409, 422, 503),
+    responses=error_responses(409, 422, 502, 503),
 )
 async def checkout(
     body: CheckoutCreate,

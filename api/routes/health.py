@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from datetime import timedelta
 
@@ -14,9 +15,10 @@ from sqlalchemy import text
 
 from api.deps import ConnectorDep, EngineDep, StubsDep
 from api.errors import ApiError
-from api.models import ErrorDetail, HealthPublic, error_responses
+from api.models import ErrorDetail, HealthPublic
 from core.db import run_db
 
+log = logging.getLogger("api")
 router = APIRouter(tags=["health"])
 
 CHECK_TIMEOUT = 2.0
@@ -32,6 +34,7 @@ async def _check(probe: Awaitable[object]) -> str:
     except ApiError:
         return "down: unreachable"
     except Exception as err:
+        log.warning("health check failed: %s: %s", type(err).__name__, err)
         return f"down: {type(err).__name__}"
     return "ok"
 
@@ -40,7 +43,7 @@ async def _check(probe: Awaitable[object]) -> str:
     "/health",
     response_model=HealthPublic,
     response_model_exclude_none=True,
-    responses=error_responses(503),
+    responses={503: {"model": HealthPublic, "description": "A part is down; `error` says which"}},
 )
 async def health(
     connector: ConnectorDep, stubs: StubsDep, engine: EngineDep

@@ -24,6 +24,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import GRPC_TIMEOUT, ConnectorDep, EngineDep, PathId, StubsDep, WatchDep
 from api.errors import DATABASE_DOWN, ApiError, not_found, temporal_unavailable
 from api.models import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
     CancelCreate,
     LedgerEntryPublic,
     OrderPublic,
@@ -50,7 +52,7 @@ QUERY_EVERY_MAX = 60.0  # and, while none comes, twice as long each time up to t
 @router.get("", response_model=list[OrderPublic], responses=error_responses(422, 503))
 async def list_orders(
     engine: EngineDep,
-    user_id: str | None = Query(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$"),
+    user_id: str | None = Query(default=None, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN),
     status: OrderStatus | None = None,
     limit: int = Query(default=50, ge=1, le=200),
 ) -> list[OrderPublic]:
@@ -65,7 +67,9 @@ async def list_orders(
     return [OrderPublic.from_snapshot(s) for s in snaps]
 
 
-@router.get("/{order_id}", response_model=OrderPublic, responses=error_responses(404, 422, 503))
+@router.get(
+    "/{order_id}", response_model=OrderPublic, responses=error_responses(404, 422, 502, 503)
+)
 async def get_order(order_id: PathId, connector: ConnectorDep, engine: EngineDep) -> OrderPublic:
     """The order as it stands: from the workflow while it runs, the read model once final."""
     client = await connector.get_or_none()
@@ -77,7 +81,7 @@ async def get_order(order_id: PathId, connector: ConnectorDep, engine: EngineDep
     response_class=EventSourceResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "`status` events"},
-        **error_responses(404, 422, 503),
+        **error_responses(404, 422, 502, 503),
     },
 )
 async def order_events(
@@ -189,7 +193,7 @@ async def _first_of(a: asyncio.Event, b: anyio.Event, timeout: float) -> None:
 @router.get(
     "/{order_id}/payments",
     response_model=list[LedgerEntryPublic],
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(404, 422, 502, 503),
 )
 async def order_payments(
     order_id: PathId, connector: ConnectorDep, engine: EngineDep, stubs: StubsDep
@@ -245,7 +249,7 @@ async def _update(
 @router.post(
     "/{order_id}/cancel",
     response_model=OrderPublic,
-    responses=error_responses(404, 409, 422, 503),
+    responses=error_responses(404, 409, 422, 502, 503),
 )
 async def cancel_order(
     order_id: PathId, connector: ConnectorDep, engine: EngineDep, body: CancelCreate | None = None
@@ -258,7 +262,9 @@ async def cancel_order(
 
 
 @router.post(
-    "/{order_id}/ship", response_model=OrderPublic, responses=error_responses(404, 409, 422, 503)
+    "/{order_id}/ship",
+    response_model=OrderPublic,
+    responses=error_responses(404, 409, 422, 502, 503),
 )
 async def ship_order(order_id: PathId, connector: ConnectorDep, engine: EngineDep) -> OrderPublic:
     """Marks a PAID order SHIPPED; 409 in any other state."""
@@ -268,7 +274,7 @@ async def ship_order(order_id: PathId, connector: ConnectorDep, engine: EngineDe
 @router.post(
     "/{order_id}/deliver",
     response_model=OrderPublic,
-    responses=error_responses(404, 409, 422, 503),
+    responses=error_responses(404, 409, 422, 502, 503),
 )
 async def deliver_order(
     order_id: PathId, connector: ConnectorDep, engine: EngineDep

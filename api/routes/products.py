@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from fastapi import APIRouter, Query, status
 
 from api.deps import GRPC_TIMEOUT, IdempotencyKey, PathId, StubsDep, created_id_for
-from api.models import ProductCreate, ProductPublic, error_responses
+from api.models import NO_NUL_PATTERN, ProductCreate, ProductPublic, error_responses
 from core.messages import initial_stock_key
 from proto.shop.v1 import inventory_pb2, product_pb2
 
@@ -37,9 +37,10 @@ async def _stock(stubs: StubsDep, product_ids: Iterable[str]) -> dict[str, int]:
     return {lvl.product_id: lvl.available for lvl in resp.levels}
 
 
-@router.get("", response_model=list[ProductPublic], responses=error_responses(422, 503))
+@router.get("", response_model=list[ProductPublic], responses=error_responses(422, 502, 503))
 async def list_products(
-    stubs: StubsDep, category: str | None = Query(default=None, max_length=100)
+    stubs: StubsDep,
+    category: str | None = Query(default=None, max_length=64, pattern=NO_NUL_PATTERN),
 ) -> list[ProductPublic]:
     """The catalogue, optionally one category; `stock` is what can be sold now."""
     resp = await stubs.product.ListProducts(
@@ -49,7 +50,9 @@ async def list_products(
     return [_public(p, stock.get(p.id, 0)) for p in resp.products]
 
 
-@router.get("/{product_id}", response_model=ProductPublic, responses=error_responses(404, 422, 503))
+@router.get(
+    "/{product_id}", response_model=ProductPublic, responses=error_responses(404, 422, 502, 503)
+)
 async def get_product(product_id: PathId, stubs: StubsDep) -> ProductPublic:
     p = await stubs.product.GetProduct(
         product_pb2.GetProductRequest(id=product_id), timeout=GRPC_TIMEOUT
@@ -62,7 +65,7 @@ async def get_product(product_id: PathId, stubs: StubsDep) -> ProductPublic:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ProductPublic,
-    responses=error_responses(409, 422, 503),
+    responses=error_responses(409, 422, 502, 503),
 )
 async def create_product(
     body: ProductCreate, stubs: StubsDep, idempotency_key: IdempotencyKey = None

@@ -19,7 +19,7 @@ def _public(u: user_pb2.User) -> UserPublic:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
-    responses=error_responses(409, 422, 503),
+    responses=error_responses(409, 422, 502, 503),
 )
 async def create_user(
     body: UserCreate, stubs: StubsDep, idempotency_key: IdempotencyKey = None
@@ -35,7 +35,7 @@ async def create_user(
     return _public(user)
 
 
-@router.get("/{user_id}", response_model=UserPublic, responses=error_responses(404, 422, 503))
+@router.get("/{user_id}", response_model=UserPublic, responses=error_responses(404, 422, 502, 503))
 async def get_user(user_id: PathId, stubs: StubsDep) -> UserPublic:
     user = await stubs.user.GetUser(user_pb2.GetUserRequest(id=user_id), timeout=GRPC_TIMEOUT)
     return _public(user)
@@ -44,7 +44,7 @@ async def get_user(user_id: PathId, stubs: StubsDep) -> UserPublic:
 @router.get(
     "/{user_id}/notifications",
     response_model=list[NotificationPublic],
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(404, 422, 502, 503),
 )
 async def list_notifications(user_id: PathId, stubs: StubsDep) -> list[NotificationPublic]:
     """What the user was told about their orders, oldest first."""
