@@ -32,6 +32,7 @@ DECLINED_CARD = "4000000000000002"
 FLAKY_CARD = "4000000000000119"
 FINAL = {"DELIVERED", "FAILED", "CANCELLED"}
 
+
 @dataclass
 class Stack:
     http: httpx.AsyncClient

@@ -30,6 +30,7 @@ def binary(name: str) -> str:
         return found
     return str(path)
 
+
 async def start_time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,

@@ -252,9 +252,7 @@ async def test_the_life_of_a_patch(
 
 
 @pytest.fixture(scope="module")
-async def finished_order(
-    dev_env: WorkflowEnvironment, services: tuple[Stubs, Engine]
-) -> str:
+async def finished_order(dev_env: WorkflowEnvironment, services: tuple[Stubs, Engine]) -> str:
     """A PlaceOrder run to its end on the dev server: an unknown customer, so it fails fast."""
     workflow_id = (await run_order(dev_env, services, PlaceOrder)).workflow_id
     # Visibility (what --query lists) catches up with the workflow's end asynchronously.

@@ -16,7 +16,6 @@ RESERVED = inv.RESERVATION_STATUS_RESERVED
 RELEASED = inv.RESERVATION_STATUS_RELEASED
 
 
-
 async def stock(stubs: Stubs, units: int) -> str:
     product_id = uid("p-")
     await stubs.inventory.AdjustStock(

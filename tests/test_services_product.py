@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
 
 
-
 def new_product(category: str = "", **kw: object) -> product_pb2.CreateProductRequest:
     fields: dict[str, object] = {
         "sku": uid("SKU-"),

@@ -95,7 +95,6 @@ async def test_reads_are_not_faulted(
         await server.stop(None)
 
 
-
 async def test_python_m_services_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {

@@ -33,7 +33,6 @@ EXAMPLE_CSV = ROOT / "services" / "product" / "example_catalogue.csv"
 WAIT = 10.0  # seconds for one streamed message: nothing may hang
 
 
-
 async def next_of(call: Any) -> Any:
     """The next message of a response stream, failing instead of hanging."""
     message = await asyncio.wait_for(call.read(), WAIT)
@@ -286,7 +285,6 @@ async def test_bulk_create_products_counts_rows_and_sets_stock(
 async def test_bulk_create_products_with_no_rows(stubs: Stubs) -> None:
     summary = await stubs.product.BulkCreateProducts(iter([]))
     assert summary == prod.BulkCreateProductsSummary()
-
 
 
 async def test_product_served_alone_sets_stock_through_inventory(

@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from tests.services_fixtures import ExpectError, Stubs
 
 
-
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
