@@ -83,11 +83,11 @@ class Stubs:
     """
 
     channel: grpc.aio.Channel
-    user: user_pb2_grpc.UserServiceStub
-    product: product_pb2_grpc.ProductServiceStub
-    inventory: inventory_pb2_grpc.InventoryServiceStub
-    payment: payment_pb2_grpc.PaymentServiceStub
-    notification: notification_pb2_grpc.NotificationServiceStub
+    user: user_pb2_grpc.UserServiceAsyncStub
+    product: product_pb2_grpc.ProductServiceAsyncStub
+    inventory: inventory_pb2_grpc.InventoryServiceAsyncStub
+    payment: payment_pb2_grpc.PaymentServiceAsyncStub
+    notification: notification_pb2_grpc.NotificationServiceAsyncStub
     health: health_pb2_grpc.HealthStub
 
     @classmethod
