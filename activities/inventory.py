@@ -9,7 +9,7 @@ from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
 
 
 class InventoryActivities:
-    def __init__(self, stub: inventory_pb2_grpc.InventoryServiceStub) -> None:
+    def __init__(self, stub: inventory_pb2_grpc.InventoryServiceAsyncStub) -> None:
         self._stub = stub
 
     @activity.defn(name="reserve_stock")

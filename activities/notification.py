@@ -9,7 +9,7 @@ from proto.shop.v1 import notification_pb2, notification_pb2_grpc
 
 
 class NotificationActivities:
-    def __init__(self, stub: notification_pb2_grpc.NotificationServiceStub) -> None:
+    def __init__(self, stub: notification_pb2_grpc.NotificationServiceAsyncStub) -> None:
         self._stub = stub
 
     @activity.defn(name="send_notification")

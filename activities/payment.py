@@ -19,7 +19,7 @@ def _info(r: payment_pb2.PaymentResult) -> PaymentInfo:
 
 
 class PaymentActivities:
-    def __init__(self, stub: payment_pb2_grpc.PaymentServiceStub) -> None:
+    def __init__(self, stub: payment_pb2_grpc.PaymentServiceAsyncStub) -> None:
         self._stub = stub
 
     @activity.defn(name="charge")

@@ -11,7 +11,7 @@ from proto.shop.v1 import product_pb2, product_pb2_grpc
 
 
 class ProductActivities:
-    def __init__(self, stub: product_pb2_grpc.ProductServiceStub) -> None:
+    def __init__(self, stub: product_pb2_grpc.ProductServiceAsyncStub) -> None:
         self._stub = stub
 
     @activity.defn(name="get_product")

@@ -9,7 +9,7 @@ from proto.shop.v1 import user_pb2, user_pb2_grpc
 
 
 class UserActivities:
-    def __init__(self, stub: user_pb2_grpc.UserServiceStub) -> None:
+    def __init__(self, stub: user_pb2_grpc.UserServiceAsyncStub) -> None:
         self._stub = stub
 
     @activity.defn(name="get_user")

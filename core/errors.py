@@ -9,7 +9,7 @@ API:      gRPC status + reason -> HTTP status with {"error": {"code", "message"}
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import cast
+from typing import Any, cast
 
 import grpc
 
@@ -85,7 +85,7 @@ class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
-async def abort_with(context: grpc.aio.ServicerContext, err: DomainError) -> None:
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], err: DomainError) -> None:
     """Ends an RPC with the error's status code, message and machine-readable reason."""
     await context.abort(
         err.code, err.message, trailing_metadata=((REASON_METADATA_KEY, str(err.reason)),)

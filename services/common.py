@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from sqlalchemy import DateTime, Engine
@@ -114,14 +114,20 @@ def as_domain_error(err: DomainError | OperationalError, where: str) -> DomainEr
     return Unavailable("database unavailable", reason=Reason.DATABASE_UNAVAILABLE)
 
 
-Handler = Callable[[S, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+# What a servicer method receives as its context (request and response types vary).
+if TYPE_CHECKING:  # generic only in the type stubs
+    Context = grpc.aio.ServicerContext[Any, Any]
+else:
+    Context = grpc.aio.ServicerContext
+
+Handler = Callable[[S, Req, Context], Awaitable[Resp]]
 
 
 def grpc_method(fn: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
     """Translates the DomainErrors a servicer method raises into a gRPC status, once."""
 
     @functools.wraps(fn)
-    async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+    async def wrapper(self: S, request: Req, context: Context) -> Resp:
         try:
             return await fn(self, request, context)
         except (DomainError, OperationalError) as err:
@@ -131,7 +137,7 @@ def grpc_method(fn: Handler[S, Req, Resp]) -> Handler[S, Req, Resp]:
     return wrapper
 
 
-StreamHandler = Callable[[S, Req, grpc.aio.ServicerContext], AsyncIterator[Resp]]
+StreamHandler = Callable[[S, Req, Context], AsyncIterator[Resp]]
 
 
 def grpc_stream(fn: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Resp]:
@@ -141,9 +147,7 @@ def grpc_stream(fn: StreamHandler[S, Req, Resp]) -> StreamHandler[S, Req, Resp]:
     """
 
     @functools.wraps(fn)
-    async def wrapper(
-        self: S, request: Req, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Resp]:
+    async def wrapper(self: S, request: Req, context: Context) -> AsyncIterator[Resp]:
         try:
             async for item in fn(self, request, context):
                 yield item

@@ -11,11 +11,15 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
 from core.errors import Reason, Unavailable, abort_with
+from services.common import Context
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,8 @@ MUTATING = frozenset(
 INJECTED: Counter[str] = Counter()
 
 
-class FaultInjector(grpc.aio.ServerInterceptor):
+# grpc.aio.ServerInterceptor is generic only in the type stubs: not subscriptable at run time.
+class FaultInjector(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Fails mutating unary RPCs with probability `rate`, seeded for reproducible runs.
 
     Streaming RPCs (WatchStock, SyncInventory, BulkCreateProducts, StreamNotifications)
@@ -49,16 +54,17 @@ class FaultInjector(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method not in MUTATING or handler.unary_unary is None:
             return handler  # reads and streaming RPCs: not faulted
-        inner = handler.unary_unary
+        # An asyncio server's handlers are coroutines taking the asyncio context.
+        inner = cast(Callable[[Any, Context], Awaitable[Any]], handler.unary_unary)
 
-        async def faulty(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def faulty(request: Any, context: Context) -> Any:
             if self._rng.random() >= self.rate:
                 return await inner(request, context)
             when = "after" if self._rng.random() < 0.5 else "before"

@@ -17,6 +17,7 @@ from activities.payment import PaymentActivities
 from activities.product import ProductActivities
 from activities.user import UserActivities
 from core.db import migrate, run_sql
+from core.grpc_client import Stubs
 from core.messages import (
     ChargeInput,
     GetProductInput,
@@ -43,7 +44,6 @@ from proto.shop.v1 import (
     user_pb2_grpc,
 )
 from tests.harness import uid
-from tests.services_fixtures import Stubs
 
 env = ActivityEnvironment()
 

@@ -63,6 +63,7 @@ async def test_newer_versions_win_and_late_or_repeated_saves_are_no_ops(engine: 
     # The same save again (an activity retried after it committed) is a no-op.
     assert await save(engine, snapshot(order_id, 3, OrderStatus.PAID)) is False
     got = await stored(engine, order_id)
+    assert got is not None
     assert got == snapshot(order_id, 3, OrderStatus.PAID).model_copy(
         update={"history": got.history}
     )

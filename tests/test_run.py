@@ -101,7 +101,9 @@ def test_children_get_one_consistent_environment(tmp_path: Path) -> None:
     assert env["TEMPORAL_ADDRESS"] == "localhost:7233"
     assert env["TEMPORAL_TASK_QUEUE"] == "orders"
     # What the children will read back is what this process decided.
-    again = Settings(**{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
+    again = Settings.model_validate(
+        {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+    )
     assert (again.database_url, again.grpc_target) == (settings.database_url, settings.grpc_target)
 
 

@@ -9,8 +9,8 @@ from proto.shop.v1 import inventory_pb2 as inv
 from tests.harness import uid
 
 if TYPE_CHECKING:
-    from tests.services_fixtures import ExpectError, Stubs
-
+    from core.grpc_client import Stubs
+from tests.services_fixtures import ExpectError
 
 RESERVED = inv.RESERVATION_STATUS_RESERVED
 RELEASED = inv.RESERVATION_STATUS_RELEASED

@@ -10,7 +10,8 @@ from proto.shop.v1 import notification_pb2 as note
 from tests.harness import uid
 
 if TYPE_CHECKING:
-    from tests.services_fixtures import ExpectError, Stubs
+    from core.grpc_client import Stubs
+from tests.services_fixtures import ExpectError
 
 
 def send(user_id: str, order_id: str, kind: str, **kw: str) -> note.SendNotificationRequest:

@@ -13,8 +13,8 @@ from services.common import MONEY_MAX
 from tests.harness import uid
 
 if TYPE_CHECKING:
-    from tests.services_fixtures import ExpectError, Stubs
-
+    from core.grpc_client import Stubs
+from tests.services_fixtures import ExpectError
 
 GOOD, DECLINED, FLAKY = "4242424242424242", "4000000000000002", "4000000000000119"
 CAPTURE, REFUND, DECLINE = (

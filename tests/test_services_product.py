@@ -8,7 +8,8 @@ from proto.shop.v1 import product_pb2
 from tests.harness import uid
 
 if TYPE_CHECKING:
-    from tests.services_fixtures import ExpectError, Stubs
+    from core.grpc_client import Stubs
+from tests.services_fixtures import ExpectError
 
 
 def new_product(category: str = "", **kw: object) -> product_pb2.CreateProductRequest:

@@ -20,8 +20,8 @@ from services.server import create_server
 from tests.harness import free_port
 
 if TYPE_CHECKING:
-    from tests.services_fixtures import ExpectError, Stubs
-
+    from core.grpc_client import Stubs
+from tests.services_fixtures import ExpectError
 
 SERVICE_NAMES = {
     "shop.v1.UserService",
@@ -42,7 +42,7 @@ async def test_health_and_reflection(stubs: Stubs) -> None:
     await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
     answer = await call.read()
     await call.done_writing()
-    names = {s.name for s in answer.list_services_response.service}  # type: ignore[union-attr]
+    names = {s.name for s in answer.list_services_response.service}
     assert SERVICE_NAMES | {"grpc.health.v1.Health"} <= names
 
 

@@ -26,17 +26,21 @@ from services.server import create_server
 from tests.harness import free_port, uid
 
 if TYPE_CHECKING:
-    from tests.services_fixtures import ExpectError, Stubs
+    from core.grpc_client import Stubs
+from tests.services_fixtures import ExpectError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CSV = ROOT / "services" / "product" / "example_catalogue.csv"
 WAIT = 10.0  # seconds for one streamed message: nothing may hang
 
 
+EOF = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
+
+
 async def next_of(call: Any) -> Any:
     """The next message of a response stream, failing instead of hanging."""
     message = await asyncio.wait_for(call.read(), WAIT)
-    assert message is not grpc.aio.EOF, "stream ended"
+    assert message is not EOF, "stream ended"
     return message
 
 
@@ -354,7 +358,8 @@ async def test_sync_inventory_acks_each_adjustment_in_order(stubs: Stubs) -> Non
 
 async def test_sync_inventory_reports_errors_per_message_and_goes_on(stubs: Stubs) -> None:
     product_id, key = uid("p-"), uid()
-    call = stubs.inventory.SyncInventory()
+    # A bidirectional call driven with write() and read(): no request iterator.
+    call = stubs.inventory.SyncInventory()  # type: ignore[call-arg]
 
     async def send(item: inv.StockAdjustment) -> inv.StockAdjustmentAck:
         await call.write(item)
@@ -376,7 +381,7 @@ async def test_sync_inventory_reports_errors_per_message_and_goes_on(stubs: Stub
     last = await send(adjustment(product_id, -4, uid()))
     assert (last.ok, last.available) == (True, 6)
     await call.done_writing()
-    assert await asyncio.wait_for(call.read(), WAIT) is grpc.aio.EOF
+    assert await asyncio.wait_for(call.read(), WAIT) is EOF
     assert await call.code() == grpc.StatusCode.OK
     level = await stubs.inventory.GetStock(inv.GetStockRequest(product_id=product_id))
     assert level.available == 6

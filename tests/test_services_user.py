@@ -9,8 +9,8 @@ from proto.shop.v1 import user_pb2
 from tests.harness import uid
 
 if TYPE_CHECKING:
-    from tests.services_fixtures import ExpectError, Stubs
-
+    from core.grpc_client import Stubs
+from tests.services_fixtures import ExpectError
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 

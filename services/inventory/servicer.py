@@ -4,7 +4,6 @@ import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import grpc
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select, update
@@ -16,6 +15,7 @@ from services.common import (
     DELTA_MAX,
     KEY_MAX,
     QUANTITY_MAX,
+    Context,
     as_domain_error,
     grpc_method,
     grpc_stream,
@@ -155,7 +155,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
     @grpc_method
     async def AdjustStock(
-        self, request: inventory_pb2.AdjustStockRequest, context: grpc.aio.ServicerContext
+        self, request: inventory_pb2.AdjustStockRequest, context: Context
     ) -> inventory_pb2.StockLevel:
         """Applies delta once per idempotency_key; a repeat returns the current level."""
         available = await self.adjust(request.product_id, request.delta, request.idempotency_key)
@@ -163,7 +163,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
     @grpc_method
     async def GetStock(
-        self, request: inventory_pb2.GetStockRequest, context: grpc.aio.ServicerContext
+        self, request: inventory_pb2.GetStockRequest, context: Context
     ) -> inventory_pb2.StockLevel:
         """Units available now; NOT_FOUND (STOCK_NOT_FOUND) with no stock record."""
         product_id = ident("product_id", request.product_id)
@@ -174,7 +174,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
     @grpc_method
     async def ListStock(
-        self, request: inventory_pb2.ListStockRequest, context: grpc.aio.ServicerContext
+        self, request: inventory_pb2.ListStockRequest, context: Context
     ) -> inventory_pb2.ListStockResponse:
         """Stock of the given products (those with a record), or of every product."""
         if len(request.product_ids) > MAX_LIST:
@@ -194,7 +194,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
     @grpc_method
     async def ReserveStock(
-        self, request: inventory_pb2.ReserveStockRequest, context: grpc.aio.ServicerContext
+        self, request: inventory_pb2.ReserveStockRequest, context: Context
     ) -> inventory_pb2.Reservation:
         """Reserves every line or none (OUT_OF_STOCK); a repeat returns the reservation."""
         order_id = ident("order_id", request.order_id)
@@ -236,7 +236,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
     @grpc_method
     async def ReleaseStock(
-        self, request: inventory_pb2.ReleaseStockRequest, context: grpc.aio.ServicerContext
+        self, request: inventory_pb2.ReleaseStockRequest, context: Context
     ) -> inventory_pb2.Reservation:
         """Gives an order's units back once; with no reservation, leaves a tombstone."""
         order_id = ident("order_id", request.order_id)
@@ -274,7 +274,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
     @grpc_method
     async def GetReservation(
-        self, request: inventory_pb2.GetReservationRequest, context: grpc.aio.ServicerContext
+        self, request: inventory_pb2.GetReservationRequest, context: Context
     ) -> inventory_pb2.Reservation:
         """An order's reservation; NOT_FOUND (RESERVATION_NOT_FOUND) if it never reserved."""
         order_id = ident("order_id", request.order_id)
@@ -290,7 +290,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
 
     @grpc_stream
     async def WatchStock(
-        self, request: inventory_pb2.WatchStockRequest, context: grpc.aio.ServicerContext
+        self, request: inventory_pb2.WatchStockRequest, context: Context
     ) -> AsyncIterator[inventory_pb2.StockLevel]:
         """The current levels of the products (0 without a record), then each change."""
         if len(request.product_ids) > MAX_LIST:
@@ -318,7 +318,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     async def SyncInventory(
         self,
         request_iterator: AsyncIterator[inventory_pb2.StockAdjustment],
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> AsyncIterator[inventory_pb2.StockAdjustmentAck]:
         """Applies each adjustment like AdjustStock and acknowledges it, in order."""
         async for adjustment in request_iterator:

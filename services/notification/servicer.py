@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import grpc
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -14,6 +13,7 @@ from services.broadcast import Broadcaster
 from services.common import (
     KEY_MAX,
     TEXT_MAX,
+    Context,
     grpc_method,
     grpc_stream,
     ident,
@@ -49,7 +49,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
 
     @grpc_method
     async def SendNotification(
-        self, request: notification_pb2.SendNotificationRequest, context: grpc.aio.ServicerContext
+        self, request: notification_pb2.SendNotificationRequest, context: Context
     ) -> notification_pb2.Notification:
         """Records (sends) a notification; a repeated idempotency_key returns the first one."""
         user_id = ident("user_id", request.user_id)
@@ -88,7 +88,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
 
     @grpc_method
     async def ListNotifications(
-        self, request: notification_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext
+        self, request: notification_pb2.ListNotificationsRequest, context: Context
     ) -> notification_pb2.ListNotificationsResponse:
         """A user's notifications (optionally of one order), oldest first."""
         user_id = ident("user_id", request.user_id)
@@ -107,7 +107,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     async def StreamNotifications(
         self,
         request: notification_pb2.StreamNotificationsRequest,
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> AsyncIterator[notification_pb2.Notification]:
         """A user's notifications as they are sent, optionally the existing ones first."""
         user_id = ident("user_id", request.user_id)

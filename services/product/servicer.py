@@ -4,7 +4,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import grpc
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
@@ -16,6 +15,7 @@ from services.common import (
     DELTA_MAX,
     MONEY_MAX,
     TEXT_MAX,
+    Context,
     as_domain_error,
     grpc_method,
     ident,
@@ -116,7 +116,7 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
 
     @grpc_method
     async def CreateProduct(
-        self, request: product_pb2.CreateProductRequest, context: grpc.aio.ServicerContext
+        self, request: product_pb2.CreateProductRequest, context: Context
     ) -> product_pb2.Product:
         """Creates a product; the same id with the same sku again returns it (seeding)."""
         new = _New.of(request)
@@ -128,7 +128,7 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
 
     @grpc_method
     async def GetProduct(
-        self, request: product_pb2.GetProductRequest, context: grpc.aio.ServicerContext
+        self, request: product_pb2.GetProductRequest, context: Context
     ) -> product_pb2.Product:
         """Reads a product; NOT_FOUND (PRODUCT_NOT_FOUND) when no product has this id."""
         product_id = ident("id", request.id)
@@ -139,7 +139,7 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
 
     @grpc_method
     async def ListProducts(
-        self, request: product_pb2.ListProductsRequest, context: grpc.aio.ServicerContext
+        self, request: product_pb2.ListProductsRequest, context: Context
     ) -> product_pb2.ListProductsResponse:
         """Every product, or one category's, ordered by sku."""
         category = text("category", request.category.strip(), 64, required=False)
@@ -157,7 +157,7 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
     async def BulkCreateProducts(
         self,
         request_iterator: AsyncIterator[product_pb2.BulkCreateProductRow],
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> product_pb2.BulkCreateProductsSummary:
         """Imports a stream of rows, each committed on its own; per-row errors in the summary.
 
