@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +43,7 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+WAL_ATTEMPTS = 600  # 30 s of 50 ms waits
 READ_ONLY = "order_saga_read_only"  # execution option: see make_engine and run_db
 
 
@@ -68,9 +71,9 @@ def make_engine(url: str) -> Engine:
             # Let SQLAlchemy, not pysqlite, decide when transactions begin.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            _use_wal(cur)
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -85,6 +88,25 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _use_wal(cur: sqlite3.Cursor) -> None:
+    """Puts the database file in WAL mode, once: the mode is a property of the file.
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once,
+    without its busy timeout, while another connection holds it: processes opening a fresh
+    database together (replicas starting at once) retry until one of them has switched it.
+    """
+    for _ in range(WAL_ATTEMPTS):
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err):
+                raise
+            time.sleep(0.05)
+    raise sqlite3.OperationalError(f"database stayed locked for {WAL_ATTEMPTS} attempts")
 
 
 # Key of the PostgreSQL advisory lock that serializes migrate ("ordrsaga" in ASCII).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -140,7 +141,12 @@ async def amain(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(asyncio.run(amain()))
+    code = asyncio.run(amain())
+    # Skip the interpreter's teardown: the SDK's Rust threads can outlive it and abort the
+    # process after the work is done (temporalio/sdk-python#300), turning a pass into exit -6.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
