@@ -30,7 +30,7 @@ from activities.user import UserActivities
 from core.config import Settings, get_settings
 from core.db import make_engine, migrate
 from core.grpc_client import Stubs
-from core.runtime import freeze_startup_objects
+from core.runtime import exit_now, freeze_startup_objects
 from workflows.cancel_order import CancelOrder
 from workflows.place_order import PlaceOrder
 
@@ -136,3 +136,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    exit_now(0)

@@ -30,7 +30,6 @@ import os
 import shutil
 import signal
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -57,7 +56,7 @@ from core.run import (
     free_port,
     start_stack,
 )
-from core.runtime import freeze_startup_objects
+from core.runtime import exit_now, freeze_startup_objects
 from worker import WORKER_OPTIONS, WORKFLOW_RUNNER, compile_sandboxed_modules, connect
 
 GOOD_CARD = "4242424242424242"
@@ -514,7 +513,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    sys.exit(asyncio.run(main_async(parse_args(argv))))
+    exit_now(asyncio.run(main_async(parse_args(argv))))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from temporalio.client import Client
 from core.config import Settings
 from core.grpc_client import Stubs
 from core.messages import SEARCH_ATTRIBUTES
+from core.runtime import exit_now
 from core.seed import SeedResult, seed
 
 T = TypeVar("T")
@@ -424,7 +425,7 @@ async def run(settings: Settings) -> int:
 
 
 def main() -> None:
-    sys.exit(asyncio.run(run(Settings())))
+    exit_now(asyncio.run(run(Settings())))
 
 
 if __name__ == "__main__":

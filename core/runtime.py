@@ -1,8 +1,11 @@
-"""Garbage collector settings for the long-running processes (API, worker, services)."""
+"""Process-wide settings: the garbage collector of the long-running processes (API, worker,
+services), and how a process holding a Temporal client ends."""
 
 from __future__ import annotations
 
 import gc
+import os
+import sys
 
 
 def freeze_startup_objects() -> None:
@@ -16,3 +19,15 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def exit_now(code: int) -> None:
+    """Exits with `code` once the work is done, skipping the interpreter's teardown.
+
+    The Temporal client's Rust threads can outlive the event loop and abort a finishing
+    interpreter ("PyGILState_Release ... must be current", exit -6: temporalio/sdk-python#300),
+    turning a clean run into a crash. Every command that holds a client ends through here.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -54,6 +54,7 @@ from core.messages import (
     initial_stock_key,
     workflow_id_for,
 )
+from core.runtime import exit_now
 from proto.shop.v1 import (
     inventory_pb2,
     inventory_pb2_grpc,
@@ -326,7 +327,7 @@ async def amain(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(asyncio.run(amain()))
+    exit_now(asyncio.run(amain()))
 
 
 if __name__ == "__main__":

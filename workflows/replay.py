@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
+
+from core.runtime import exit_now
 
 
 @dataclass
@@ -141,12 +141,7 @@ async def amain(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    code = asyncio.run(amain())
-    # Skip the interpreter's teardown: the SDK's Rust threads can outlive it and abort the
-    # process after the work is done (temporalio/sdk-python#300), turning a pass into exit -6.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(asyncio.run(amain()))
 
 
 if __name__ == "__main__":
