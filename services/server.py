@@ -215,8 +215,7 @@ async def serve(services: Iterable[str] = ALL_SERVICES) -> None:
     """Serves on GRPC_HOST:GRPC_PORT until SIGTERM / SIGINT, then stops gracefully."""
     settings = get_settings()
     engine = make_engine(settings.database_url)
-    address = listen_address(settings)
-    built = build_server(address, engine, services, settings=settings)
+    built = build_server(listen_address(settings), engine, services, settings=settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -224,8 +223,9 @@ async def serve(services: Iterable[str] = ALL_SERVICES) -> None:
     await built.server.start()
     freeze_startup_objects()
     log.info(
-        "gRPC services ready on %s (%s): %s (database %s)",
-        address,
+        "gRPC services ready on port %d of %s, %s: %s (database %s)",
+        built.port,
+        settings.grpc_host,
         "mutual TLS" if settings.grpc_tls else "plaintext",
         ", ".join(built.services),
         engine.url.render_as_string(hide_password=True),
