@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         tls = {"CA": self.grpc_tls_ca, "CERT": self.grpc_tls_cert, "KEY": self.grpc_tls_key}
         missing = [f"GRPC_TLS_{name}" for name, path in tls.items() if path is None]
         if 0 < len(missing) < len(tls):
-            raise ValueError(f"mutual TLS needs GRPC_TLS_CA, _CERT and _KEY: {missing} not set")
+            raise ValueError(f"mutual TLS needs all three GRPC_TLS_*: {', '.join(missing)} unset")
         # The environment's TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE are ours too; without
         # them, a Temporal config profile (TEMPORAL_PROFILE, the TOML file) may name the server.
         if not self.temporal_address or "temporal_namespace" not in self.model_fields_set:

@@ -31,6 +31,7 @@ from core.config import Settings
 from core.db import make_engine
 from core.grpc_client import Stubs, channel_credentials
 from proto.shop.v1 import inventory_pb2, product_pb2
+from services.product.import_csv import run as import_csv
 from services.server import create_server
 from tests.api_fixtures import GOOD_CARD
 from tests.harness import running_stack, uid
@@ -224,6 +225,18 @@ async def test_product_alone_reaches_inventory_over_mutual_tls(
             assert await get_stock(stubs, f"tls-{tag}") == 4
     finally:
         await server.stop(None)
+
+
+async def test_the_csv_import_presents_the_certificate(
+    pki: Pki, target: str, tmp_path: Path
+) -> None:
+    tag = uid()
+    csv = tmp_path / "catalogue.csv"
+    csv.write_text(f"sku,name,description,price_cents,stock,category\nCSV-{tag},CSV,,100,1,tls\n")
+    # The tool is synchronous: off the event loop that serves it.
+    assert await asyncio.to_thread(import_csv, csv, target, 10, None) == 3
+    credentials = channel_credentials(pki.client)
+    assert await asyncio.to_thread(import_csv, csv, target, 10, credentials) == 0
 
 
 def test_the_three_tls_files_go_together(pki: Pki) -> None:
