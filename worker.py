@@ -29,8 +29,9 @@ from activities.product import ProductActivities
 from activities.user import UserActivities
 from core.config import Settings, get_settings
 from core.db import make_engine, migrate
-from core.grpc_client import Stubs
+from core.grpc_client import Stubs, channel_credentials
 from core.runtime import exit_now, freeze_startup_objects
+from core.temporal import connect_config
 from workflows.cancel_order import CancelOrder
 from workflows.place_order import PlaceOrder
 
@@ -85,11 +86,7 @@ def build_activities(stubs: Stubs, engine: Engine) -> list[Callable[..., Any]]:
 
 
 async def connect(settings: Settings) -> Client:
-    return await Client.connect(
-        settings.temporal_target,
-        namespace=settings.temporal_namespace,
-        data_converter=DATA_CONVERTER,
-    )
+    return await Client.connect(**connect_config(settings), data_converter=DATA_CONVERTER)
 
 
 def build_worker(
@@ -115,7 +112,9 @@ async def main() -> None:
     migrate(engine)
     client = await connect(settings)
     # No retries in the channel: Temporal retries each activity, visibly in its history.
-    async with Stubs.open(settings.grpc_target, retry=False) as stubs:
+    async with Stubs.open(
+        settings.grpc_target, channel_credentials(settings), retry=False
+    ) as stubs:
         worker = build_worker(client, settings.temporal_task_queue, build_activities(stubs, engine))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -19,6 +19,7 @@ from api.models import ID_MAX_LENGTH, ID_PATTERN, KEY_PATTERN
 from api.watch import OrderWatch
 from core.config import Settings
 from core.grpc_client import Stubs
+from core.temporal import connect_config
 
 log = logging.getLogger("api")
 
@@ -76,8 +77,7 @@ class TemporalConnector:
         try:
             return await asyncio.wait_for(
                 Client.connect(
-                    self._target,
-                    namespace=self._settings.temporal_namespace,
+                    **connect_config(self._settings),
                     data_converter=pydantic_data_converter,
                     connect_timeout=timedelta(seconds=TEMPORAL_CONNECT_TIMEOUT),
                 ),

@@ -15,7 +15,7 @@ from api.routes import checkout, health, orders, products, users
 from api.watch import OrderWatch
 from core.config import Settings, get_settings
 from core.db import make_engine, migrate
-from core.grpc_client import Stubs
+from core.grpc_client import Stubs, channel_credentials
 from core.runtime import freeze_startup_objects
 
 log = logging.getLogger("api")
@@ -42,7 +42,7 @@ def create_app(
         engine = make_engine(settings.database_url)
         migrate(engine)
         connector = TemporalConnector(settings, client)
-        stubs = Stubs.open(settings.grpc_target)
+        stubs = Stubs.open(settings.grpc_target, channel_credentials(settings))
         app.state.settings = settings
         app.state.engine = engine
         app.state.temporal = connector

@@ -6,8 +6,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from temporalio.envconfig import ClientConfigProfile
 
 TASK_QUEUE = "orders"
 
@@ -23,8 +24,15 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
     temporal_task_queue: str = TASK_QUEUE
+    # The services listen on GRPC_HOST only: loopback unless an operator opens them up.
+    grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
     grpc_target: str = ""
+    # PEM files for mutual TLS between the services and their clients (all three, or none
+    # for plaintext): the CA that signs every certificate, this process's certificate, its key.
+    grpc_tls_ca: FilePath | None = None
+    grpc_tls_cert: FilePath | None = None
+    grpc_tls_key: FilePath | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Chaos testing only: probability that a mutating gRPC call fails with UNAVAILABLE.
@@ -46,6 +54,11 @@ class Settings(BaseSettings):
     codec_cors_origins: Annotated[list[str], NoDecode] = []
     codec_auth: Literal["optional", "required"] = "optional"
 
+    @field_validator("grpc_tls_ca", "grpc_tls_cert", "grpc_tls_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return value or None
+
     @field_validator("codec_cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
@@ -55,6 +68,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
+        tls = {"CA": self.grpc_tls_ca, "CERT": self.grpc_tls_cert, "KEY": self.grpc_tls_key}
+        missing = [f"GRPC_TLS_{name}" for name, path in tls.items() if path is None]
+        if 0 < len(missing) < len(tls):
+            raise ValueError(f"mutual TLS needs all three GRPC_TLS_*: {', '.join(missing)} unset")
+        # The environment's TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE are ours too; without
+        # them, a Temporal config profile (TEMPORAL_PROFILE, the TOML file) may name the server.
+        if not self.temporal_address or "temporal_namespace" not in self.model_fields_set:
+            profile = ClientConfigProfile.load()
+            self.temporal_address = self.temporal_address or profile.address or ""
+            if "temporal_namespace" not in self.model_fields_set and profile.namespace:
+                self.temporal_namespace = profile.namespace
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir}/shop.db"
         if not self.grpc_target:
@@ -62,6 +86,13 @@ class Settings(BaseSettings):
         if not self.codec_cors_origins:
             self.codec_cors_origins = [f"http://localhost:{self.temporal_ui_port}"]
         return self
+
+    @property
+    def grpc_tls(self) -> tuple[Path, Path, Path] | None:
+        """The (CA, certificate, key) PEM files for mutual TLS, or None for plaintext."""
+        if self.grpc_tls_ca and self.grpc_tls_cert and self.grpc_tls_key:
+            return self.grpc_tls_ca, self.grpc_tls_cert, self.grpc_tls_key
+        return None
 
     @property
     def temporal_target(self) -> str:

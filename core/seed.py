@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from core.config import get_settings
-from core.grpc_client import Stubs
+from core.grpc_client import Stubs, channel_credentials
 from core.messages import initial_stock_key
 from proto.shop.v1 import inventory_pb2, product_pb2, user_pb2
 
@@ -128,7 +128,7 @@ async def seed(stubs: Stubs, timeout: float = 10.0) -> SeedResult:
 async def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    async with Stubs.open(settings.grpc_target) as stubs:
+    async with Stubs.open(settings.grpc_target, channel_credentials(settings)) as stubs:
         await asyncio.wait_for(stubs.channel.channel_ready(), timeout=30)
         result = await seed(stubs)
     for warning in result.warnings:

@@ -1,4 +1,4 @@
-"""`python -m services`: the five gRPC services in one process on GRPC_PORT."""
+"""`python -m services`: the five gRPC services in one process on GRPC_HOST:GRPC_PORT."""
 
 from services.server import main
 

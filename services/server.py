@@ -1,4 +1,5 @@
-"""One gRPC server for any subset of the five services, plus health and reflection."""
+"""One gRPC server for any subset of the five services, plus health and reflection, on
+GRPC_HOST:GRPC_PORT; with GRPC_TLS_* set it serves only mutual-TLS clients."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
-from core.config import get_settings
+from core.config import Settings, get_settings
 from core.db import make_engine, migrate
+from core.grpc_client import channel_credentials
 from core.runtime import freeze_startup_objects
 from proto.shop.v1 import (
     inventory_pb2,
@@ -95,6 +97,19 @@ class _Health(health_aio.HealthServicer):
             self._server_status[name] = health_pb2.HealthCheckResponse.SERVING
 
 
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """Mutual TLS from GRPC_TLS_*: the server presents its certificate and serves only
+    clients with a certificate the CA signed. None (plaintext) when unset."""
+    if settings.grpc_tls is None:
+        return None
+    ca, cert, key = settings.grpc_tls
+    return grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())],
+        root_certificates=ca.read_bytes(),
+        require_client_auth=True,
+    )
+
+
 @dataclass(frozen=True)
 class Built:
     server: grpc.aio.Server
@@ -111,9 +126,10 @@ def build_server(
     fault_rate: float | None = None,
     fault_seed: int | None = None,
     inventory_target: str | None = None,
+    settings: Settings | None = None,
 ) -> Built:
     """Like `create_server`, also returning the health servicer (for graceful shutdown)."""
-    settings = get_settings()
+    settings = settings or get_settings()
     rate = settings.fault_rate if fault_rate is None else fault_rate
     seed = settings.fault_seed if fault_seed is None else fault_seed
     chosen = tuple(dict.fromkeys(services))
@@ -134,7 +150,9 @@ def build_server(
             add_stock = (
                 inventory.adjust
                 if inventory is not None
-                else RemoteInventory(inventory_target or settings.grpc_target)
+                else RemoteInventory(
+                    inventory_target or settings.grpc_target, channel_credentials(settings)
+                )
             )
             servicers[name] = ProductServicer(engine, add_stock)
         else:
@@ -146,7 +164,11 @@ def build_server(
     reflection.enable_server_reflection(
         [*names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(address)
+    credentials = server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if rate > 0:
         log.warning("fault injection on: rate %s, seed %s", rate, seed)
     return Built(server, port, health, chosen)
@@ -160,12 +182,14 @@ def create_server(
     fault_rate: float | None = None,
     fault_seed: int | None = None,
     inventory_target: str | None = None,
+    settings: Settings | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Builds (does not start) a server for `services`, bound to `address`.
 
     Migrates the database to the latest schema (core.db.migrate). Bind "127.0.0.1:0" for a
-    free port, which is returned. Fault injection defaults to Settings.fault_rate /
-    fault_seed. Then `await server.start()`.
+    free port, which is returned. `settings` (default: get_settings()) give the fault
+    injection (Settings.fault_rate / fault_seed unless given here) and mutual TLS
+    (GRPC_TLS_*). Then `await server.start()`.
     Product served without inventory sets imported stock through InventoryService at
     `inventory_target` (default Settings.grpc_target).
     """
@@ -176,22 +200,22 @@ def create_server(
         fault_rate=fault_rate,
         fault_seed=fault_seed,
         inventory_target=inventory_target,
+        settings=settings,
     )
     return built.server, built.port
 
 
-def _bind(engine: Engine, services: Iterable[str], port: int) -> Built:
-    try:
-        return build_server(f"[::]:{port}", engine, services)
-    except RuntimeError:  # no IPv6 on this host
-        return build_server(f"0.0.0.0:{port}", engine, services)
+def listen_address(settings: Settings) -> str:
+    """GRPC_HOST:GRPC_PORT as gRPC spells it (an IPv6 host in brackets)."""
+    host = f"[{settings.grpc_host}]" if ":" in settings.grpc_host else settings.grpc_host
+    return f"{host}:{settings.grpc_port}"
 
 
 async def serve(services: Iterable[str] = ALL_SERVICES) -> None:
-    """Serves on Settings.grpc_port until SIGTERM / SIGINT, then stops gracefully."""
+    """Serves on GRPC_HOST:GRPC_PORT until SIGTERM / SIGINT, then stops gracefully."""
     settings = get_settings()
     engine = make_engine(settings.database_url)
-    built = _bind(engine, services, settings.grpc_port)
+    built = build_server(listen_address(settings), engine, services, settings=settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -199,8 +223,10 @@ async def serve(services: Iterable[str] = ALL_SERVICES) -> None:
     await built.server.start()
     freeze_startup_objects()
     log.info(
-        "gRPC services ready on port %d: %s (database %s)",
+        "gRPC services ready on port %d of %s, %s: %s (database %s)",
         built.port,
+        settings.grpc_host,
+        "mutual TLS" if settings.grpc_tls else "plaintext",
         ", ".join(built.services),
         engine.url.render_as_string(hide_password=True),
     )

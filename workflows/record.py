@@ -37,6 +37,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
+from core.config import Settings
 from core.db import make_engine
 from core.grpc_client import Stubs
 from core.messages import (
@@ -55,6 +56,7 @@ from core.messages import (
     workflow_id_for,
 )
 from core.runtime import exit_now
+from core.temporal import connect_config
 from proto.shop.v1 import (
     inventory_pb2,
     inventory_pb2_grpc,
@@ -303,9 +305,8 @@ async def amain(argv: list[str] | None = None) -> int:
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     scenarios = args.scenario or list(SCENARIOS)
     if args.address:
-        client = await Client.connect(
-            args.address, namespace=args.namespace, data_converter=DATA_CONVERTER
-        )
+        settings = Settings(temporal_address=args.address, temporal_namespace=args.namespace)
+        client = await Client.connect(**connect_config(settings), data_converter=DATA_CONVERTER)
         await record(args.out, client, args.address, scenarios, not args.no_cli_check)
         return 0
     cli = temporal_cli()

@@ -124,14 +124,14 @@ async def amain(argv: Sequence[str] | None = None) -> int:
     outcomes = await replay(_from_files(files))
     if args.workflow_id or args.query:
         from core.config import get_settings
+        from core.temporal import connect_config
         from worker import DATA_CONVERTER
 
-        settings = get_settings()
-        client = await Client.connect(
-            args.address or settings.temporal_target,
-            namespace=args.namespace or settings.temporal_namespace,
-            data_converter=DATA_CONVERTER,
+        overrides = {"temporal_address": args.address, "temporal_namespace": args.namespace}
+        settings = get_settings().model_copy(
+            update={name: value for name, value in overrides.items() if value}
         )
+        client = await Client.connect(**connect_config(settings), data_converter=DATA_CONVERTER)
         outcomes += await replay(_from_server(client, args.workflow_id, args.query, args.limit))
     for outcome in outcomes:
         print(outcome.line())

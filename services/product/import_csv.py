@@ -25,6 +25,7 @@ from pathlib import Path
 import grpc
 
 from core.config import get_settings
+from core.grpc_client import channel_credentials
 from proto.shop.v1 import product_pb2, product_pb2_grpc
 
 REQUIRED = ("sku", "name", "price_cents")
@@ -100,13 +101,20 @@ def _stream(
     print(f"sent {total}/{total} rows", file=sys.stderr, flush=True)
 
 
-def run(path: Path, target: str, timeout: float) -> int:
+def run(
+    path: Path, target: str, timeout: float, credentials: grpc.ChannelCredentials | None = None
+) -> int:
     try:
         rows = read_rows(path)
     except BadFile as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with grpc.insecure_channel(target) as channel:
+    channel = (
+        grpc.insecure_channel(target)
+        if credentials is None
+        else grpc.secure_channel(target, credentials)
+    )
+    with channel:
         stub = product_pb2_grpc.ProductServiceStub(channel)
         try:
             summary = stub.BulkCreateProducts(_stream(rows.messages), timeout=timeout)
@@ -148,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=300.0, help="seconds for the whole import (300)"
     )
     args = parser.parse_args(argv)
-    return run(args.file, args.target or get_settings().grpc_target, args.timeout)
+    settings = get_settings()
+    target = args.target or settings.grpc_target
+    return run(args.file, target, args.timeout, channel_credentials(settings))
 
 
 if __name__ == "__main__":

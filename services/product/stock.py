@@ -33,20 +33,22 @@ _TIMEOUT = 10.0
 
 
 class RemoteInventory:
-    """A StockAdder calling InventoryService at `target`. The channel's retry policy
+    """A StockAdder calling InventoryService at `target` (over TLS with `credentials`,
+    core.grpc_client.channel_credentials). The channel's retry policy
     (core.grpc_client) repeats AdjustStock on UNAVAILABLE with the same idempotency key,
     so a retry never adds twice.
 
     The channel is opened on first use, inside the server's event loop.
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.target = target
+        self.credentials = credentials
         self._stubs: Stubs | None = None
 
     async def __call__(self, product_id: str, delta: int, idempotency_key: str) -> int:
         if self._stubs is None:
-            self._stubs = Stubs.open(self.target)
+            self._stubs = Stubs.open(self.target, self.credentials)
         request = inventory_pb2.AdjustStockRequest(
             product_id=product_id, delta=delta, idempotency_key=idempotency_key
         )
