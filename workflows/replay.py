@@ -26,8 +26,9 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
-from core.codec import data_converter
+from core.codec import PayloadKeyError, data_converter
 from core.config import get_settings
+from core.secrets import SecretFileError
 
 
 @dataclass
@@ -148,7 +149,10 @@ async def amain(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(asyncio.run(amain()))
+    try:
+        sys.exit(asyncio.run(amain()))
+    except (PayloadKeyError, SecretFileError) as err:
+        sys.exit(f"replay: {err}")
 
 
 if __name__ == "__main__":
