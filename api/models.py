@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    JsonValue,
     StringConstraints,
     field_validator,
 )
@@ -179,7 +180,8 @@ class PaymentDetails(BaseModel):
 
 
 # ISO 3166-1 alpha-2, as an enum in the schema: a pattern would promise codes that are none.
-COUNTRY_CODES = sorted(c.alpha_2 for c in pycountry.countries)
+COUNTRY_CODES = frozenset(c.alpha_2 for c in pycountry.countries)
+_COUNTRY_ENUM: list[JsonValue] = [*sorted(COUNTRY_CODES)]
 AddressLine = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK_PATTERN),
@@ -206,7 +208,7 @@ class ShippingAddressCreate(BaseModel):
     country: Annotated[str, AfterValidator(_country)] = Field(
         description="ISO 3166-1 alpha-2, upper case",
         examples=["GB"],
-        json_schema_extra={"enum": COUNTRY_CODES},
+        json_schema_extra={"enum": _COUNTRY_ENUM},
     )
 
     def to_message(self) -> ShippingAddress:
