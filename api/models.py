@@ -212,7 +212,7 @@ class ShippingAddressCreate(BaseModel):
     )
 
     def to_message(self) -> ShippingAddress:
-        return ShippingAddress(**self.model_dump())
+        return ShippingAddress.model_validate(self.model_dump())
 
 
 class CheckoutCreate(BaseModel):

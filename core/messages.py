@@ -3,7 +3,8 @@ results, and the order's statuses, reasons and notification kinds they carry.
 
 Every workflow, activity and update takes exactly one of these objects, so a field can be
 added without breaking workflows that are already running (give new fields defaults).
-They travel through Temporal with `pydantic_data_converter`.
+They travel through Temporal with `pydantic_data_converter`, encrypted by the shop's codec
+(`core.codec.data_converter`).
 """
 
 from __future__ import annotations

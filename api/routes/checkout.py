@@ -100,6 +100,7 @@ async def checkout(
     digest = request_hash(body)
     n = sum(i.quantity for i in body.items)
     items = [i.model_dump() for i in body.items]
+    address = body.shipping_address.model_dump()
     if idempotency_key is not None and (stored := await stored_order(engine, order_id)):
         # A retry of an order placed before; its workflow may be gone already.
         return await _replay(client, engine, order_id, digest, body, stored)
@@ -122,7 +123,13 @@ async def checkout(
             task_queue=settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            memo={"request_hash": digest, "user_id": body.user_id, "items": items},
+            # Encrypted like every payload: the address is no one's to read in Temporal.
+            memo={
+                "request_hash": digest,
+                "user_id": body.user_id,
+                "items": items,
+                "shipping_address": address,
+            },
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
@@ -137,7 +144,7 @@ async def checkout(
         )
     except WorkflowAlreadyStartedError:
         return await _replay(client, engine, order_id, digest, body)
-    watch.started(pending_snapshot(order_id, body.user_id, items, datetime.now(UTC)))
+    watch.started(pending_snapshot(order_id, body.user_id, items, datetime.now(UTC), address))
     log.info("order %s started for user %s (%d item(s))", order_id, body.user_id, n)
     return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=OrderStatus.PENDING)
 
