@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import Engine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
@@ -27,6 +26,7 @@ from activities.orders import OrderActivities
 from activities.payment import PaymentActivities
 from activities.product import ProductActivities
 from activities.user import UserActivities
+from core.codec import data_converter
 from core.config import Settings, get_settings
 from core.db import make_engine, migrate
 from core.grpc_client import Stubs, channel_credentials
@@ -39,8 +39,7 @@ log = logging.getLogger("worker")
 
 WORKFLOWS: Sequence[type] = (PlaceOrder, CancelOrder)
 # The worker's configuration that decides how workflow code runs; the replayer
-# (`python -m workflows.replay`) uses exactly the same.
-DATA_CONVERTER = pydantic_data_converter
+# (`python -m workflows.replay`) uses exactly the same, with `core.codec.data_converter`.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner()
 WORKFLOWS_DIR = Path(__file__).resolve().parent / "workflows"
 # How the worker polls and runs tasks; the benchmark's no-op worker uses the same. More
@@ -86,7 +85,8 @@ def build_activities(stubs: Stubs, engine: Engine) -> list[Callable[..., Any]]:
 
 
 async def connect(settings: Settings) -> Client:
-    return await Client.connect(**connect_config(settings), data_converter=DATA_CONVERTER)
+    """A client whose every payload is encrypted with PAYLOAD_KEYS (core.codec)."""
+    return await Client.connect(**connect_config(settings), data_converter=data_converter(settings))
 
 
 def build_worker(

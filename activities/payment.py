@@ -24,16 +24,18 @@ class PaymentActivities:
 
     @activity.defn(name="charge")
     async def charge(self, inp: ChargeInput) -> PaymentInfo:
-        """Captures the order's total once (idempotency key); PAYMENT_DECLINED is final, and
-        so is PAYMENT_VOIDED (a refund of the order came first).
+        """Captures the order's total once (idempotency key) with the customer's card token;
+        PAYMENT_DECLINED is final, and so are PAYMENT_VOIDED (a refund of the order came
+        first) and CARD_TOKEN_INVALID.
 
         The provider's transient processing errors come back UNAVAILABLE and are retried.
         """
         req = payment_pb2.ChargeRequest(
             order_id=inp.order_id,
             amount_cents=inp.amount_cents,
-            card_number=inp.card_number,
             idempotency_key=inp.idempotency_key,
+            user_id=inp.user_id,
+            card_token=inp.card_token,
         )
         try:
             return _info(await self._stub.Charge(req, timeout=RPC_TIMEOUT))

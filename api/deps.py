@@ -12,11 +12,11 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Request
 from sqlalchemy import Engine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.errors import ApiError, temporal_unavailable
 from api.models import ID_MAX_LENGTH, ID_PATTERN, KEY_PATTERN
 from api.watch import OrderWatch
+from core.codec import data_converter
 from core.config import Settings
 from core.grpc_client import Stubs
 from core.temporal import connect_config
@@ -78,7 +78,7 @@ class TemporalConnector:
             return await asyncio.wait_for(
                 Client.connect(
                     **connect_config(self._settings),
-                    data_converter=pydantic_data_converter,
+                    data_converter=data_converter(self._settings),
                     connect_timeout=timedelta(seconds=TEMPORAL_CONNECT_TIMEOUT),
                 ),
                 timeout=TEMPORAL_CONNECT_TIMEOUT + 1,

@@ -7,17 +7,19 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import email_validator
+import pycountry
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
     Field,
+    JsonValue,
     StringConstraints,
     field_validator,
 )
 
-from core.messages import OrderSnapshot, OrderStatus, PaymentStatus
+from core.messages import OrderSnapshot, OrderStatus, PaymentStatus, ShippingAddress
 
 # Each type below documents exactly what it accepts (clients and the fuzzer trust the schema),
 # in patterns that every regex engine reads the same way: hence no `\s`, `\w` or `.`.
@@ -177,10 +179,47 @@ class PaymentDetails(BaseModel):
     __str__ = __repr__
 
 
+# ISO 3166-1 alpha-2, as an enum in the schema: a pattern would promise codes that are none.
+COUNTRY_CODES = frozenset(c.alpha_2 for c in pycountry.countries)
+_COUNTRY_ENUM: list[JsonValue] = [*sorted(COUNTRY_CODES)]
+AddressLine = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK_PATTERN),
+    AfterValidator(str.strip),
+]
+
+
+def _country(code: str) -> str:
+    if code not in COUNTRY_CODES:
+        raise ValueError("country must be an ISO 3166-1 alpha-2 code such as DE or US")
+    return code
+
+
+class ShippingAddressCreate(BaseModel):
+    name: AddressLine = Field(examples=["Ada Lovelace"])
+    line1: AddressLine = Field(examples=["12 St James's Square"])
+    line2: AddressLine | None = None
+    city: AddressLine = Field(examples=["London"])
+    postal_code: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=20, pattern=NOT_BLANK_PATTERN),
+        AfterValidator(str.strip),
+    ] = Field(examples=["SW1Y 4JH"])
+    country: Annotated[str, AfterValidator(_country)] = Field(
+        description="ISO 3166-1 alpha-2, upper case",
+        examples=["GB"],
+        json_schema_extra={"enum": _COUNTRY_ENUM},
+    )
+
+    def to_message(self) -> ShippingAddress:
+        return ShippingAddress.model_validate(self.model_dump())
+
+
 class CheckoutCreate(BaseModel):
     user_id: Id
     items: list[CheckoutItem] = Field(min_length=1, max_length=50)
     payment: PaymentDetails
+    shipping_address: ShippingAddressCreate
 
 
 class CheckoutPublic(BaseModel):
@@ -212,6 +251,9 @@ class OrderPublic(BaseModel):
     payment_status: PaymentStatus
     failure_reason: str | None
     cancel_reason: str | None
+    shipping_address: ShippingAddress | None = Field(
+        description="null only for orders placed before addresses were taken"
+    )
     history: list[StatusChangePublic]
 
     @classmethod
@@ -225,6 +267,7 @@ class OrderPublic(BaseModel):
             payment_status=snap.payment_status,
             failure_reason=snap.failure_reason,
             cancel_reason=snap.cancel_reason,
+            shipping_address=snap.shipping_address,
             history=[StatusChangePublic(status=h.status, at=h.at) for h in snap.history],
         )
 

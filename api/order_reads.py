@@ -18,7 +18,14 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.errors import not_found, temporal_unavailable
 from api.watch import OrderWatch
 from core.db import run_sql
-from core.messages import OrderLine, OrderSnapshot, OrderStatus, StatusChange, workflow_id_for
+from core.messages import (
+    OrderLine,
+    OrderSnapshot,
+    OrderStatus,
+    ShippingAddress,
+    StatusChange,
+    workflow_id_for,
+)
 from orders.store import get_order
 
 log = logging.getLogger("api")
@@ -61,11 +68,16 @@ async def pending_from_memo(client: Client, order_id: str) -> OrderSnapshot | No
         str(memo.get("user_id", "")),
         memo.get("items", []),
         desc.start_time or datetime.now(UTC),
+        memo.get("shipping_address"),
     )
 
 
 def pending_snapshot(
-    order_id: str, user_id: str, items: list[dict[str, Any]], started: datetime
+    order_id: str,
+    user_id: str,
+    items: list[dict[str, Any]],
+    started: datetime,
+    shipping_address: dict[str, Any] | None,
 ) -> OrderSnapshot:
     """An order as it stands before its workflow's first save: PENDING, no prices yet."""
     return OrderSnapshot(
@@ -73,6 +85,9 @@ def pending_snapshot(
         user_id=user_id,
         status=OrderStatus.PENDING,
         items=[OrderLine.model_validate(i) for i in items],
+        shipping_address=ShippingAddress.model_validate(shipping_address)
+        if shipping_address
+        else None,
         history=[StatusChange(status=OrderStatus.PENDING, at=started)],
     )
 

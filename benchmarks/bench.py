@@ -60,6 +60,13 @@ from core.runtime import exit_now, freeze_startup_objects
 from worker import WORKER_OPTIONS, WORKFLOW_RUNNER, compile_sandboxed_modules, connect
 
 GOOD_CARD = "4242424242424242"
+SHIPPING_ADDRESS = {
+    "name": "Bench",
+    "line1": "1 Main St",
+    "city": "Berlin",
+    "postal_code": "10115",
+    "country": "DE",
+}
 ORDER_TIMEOUT = 120.0  # one order from POST to PAID, or one BenchNoop run
 MEASURED = ("temporal", "worker", "services", "api")
 
@@ -203,6 +210,7 @@ async def measure_saga(
         "user_id": user_id,
         "items": [{"product_id": product_id, "quantity": 1}],
         "payment": {"card_number": GOOD_CARD},
+        "shipping_address": SHIPPING_ADDRESS,
     }
     posted: list[float] = []
     paid: list[float] = []
@@ -249,7 +257,7 @@ async def measure_noop(
 ) -> Result:
     """N BenchNoop runs from C concurrent starters, each waiting for its result.
 
-    `client` must use worker.DATA_CONVERTER (worker.connect does) like the real worker.
+    `client` must encrypt as the real worker does (worker.connect's client does).
     """
     task_queue = task_queue or f"bench-noop-{uuid.uuid4().hex[:12]}"
     compile_sandboxed_modules(Path(__file__).resolve().parent)  # as worker.py does
@@ -485,6 +493,7 @@ async def main_async(args: argparse.Namespace) -> int:
         grpc_target=f"{DEV_SERVER_IP}:{grpc_port}",
         api_host=DEV_SERVER_IP,
         api_port=free_port(),
+        codec_port=free_port(),
         fault_rate=0.0,
         log_level=args.log_level,
     )

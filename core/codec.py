@@ -18,7 +18,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
 from core.config import Settings
 
@@ -118,8 +122,16 @@ class EncryptionCodec(PayloadCodec):
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """The SDK's pydantic converter with the shop's encryption codec on top."""
+    """The SDK's pydantic converter with the shop's encryption codec on top.
+
+    Failures' messages and stack traces move into their (encrypted) encoded attributes too:
+    an error's text may quote what it was given.
+    """
     from core.secrets import resolved_payload_keys  # core.secrets imports this module
 
     codec = EncryptionCodec(parse_payload_keys(resolved_payload_keys(settings)))
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

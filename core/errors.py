@@ -32,6 +32,8 @@ class Reason(StrEnum):
     # Refusals that asking again will not change.
     INVALID_EMAIL = "INVALID_EMAIL"
     INVALID_CARD = "INVALID_CARD"
+    # A charge with a card token that is unknown or another customer's.
+    CARD_TOKEN_INVALID = "CARD_TOKEN_INVALID"
     EMAIL_TAKEN = "EMAIL_TAKEN"
     USER_ID_TAKEN = "USER_ID_TAKEN"
     PRODUCT_ID_TAKEN = "PRODUCT_ID_TAKEN"

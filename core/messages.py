@@ -3,7 +3,8 @@ results, and the order's statuses, reasons and notification kinds they carry.
 
 Every workflow, activity and update takes exactly one of these objects, so a field can be
 added without breaking workflows that are already running (give new fields defaults).
-They travel through Temporal with `pydantic_data_converter`.
+They travel through Temporal with `pydantic_data_converter`, encrypted by the shop's codec
+(`core.codec.data_converter`).
 """
 
 from __future__ import annotations
@@ -107,12 +108,30 @@ class OrderItem(BaseModel):
     quantity: int = Field(ge=1)
 
 
+class ShippingAddress(BaseModel):
+    """Where an order goes. The API validates it (api/models.py); here it only travels."""
+
+    name: str
+    line1: str
+    line2: str | None = None
+    city: str
+    postal_code: str
+    # ISO 3166-1 alpha-2
+    country: str
+
+    def one_line(self) -> str:
+        parts = (self.name, self.line1, self.line2, f"{self.postal_code} {self.city}", self.country)
+        return ", ".join(p for p in parts if p)
+
+
 class PlaceOrderInput(BaseModel):
     order_id: str
     user_id: str
     items: list[OrderItem]
-    # Only the provider sees the full number; logs and read models keep the last four.
-    card_number: str
+    # The payment service's token for the customer's card (PaymentService.TokenizeCard):
+    # the card number itself never reaches Temporal.
+    card_token: str
+    shipping_address: ShippingAddress
     # Seconds a PAID order may wait to be shipped; None uses the worker's default.
     fulfilment_deadline_seconds: int | None = None
     # Set when the workflow continues as new: the order as it stood, to carry on from.
@@ -174,8 +193,10 @@ class ReleaseStockInput(BaseModel):
 
 class ChargeInput(BaseModel):
     order_id: str
+    # The customer the card token must belong to.
+    user_id: str
     amount_cents: int
-    card_number: str
+    card_token: str
     idempotency_key: str
 
 
@@ -227,6 +248,8 @@ class OrderSnapshot(BaseModel):
     # The words of whoever cancelled the order (a customer or an admin), as they gave them.
     cancel_reason: str | None = None
     card_last4: str = ""
+    # None only for orders placed before addresses were taken.
+    shipping_address: ShippingAddress | None = None
     history: list[StatusChange] = Field(default_factory=list)
     # Grows with each change; the read model ignores a write older than what it holds.
     version: int = 0

@@ -1,8 +1,9 @@
 """`make run`: the whole stack in the foreground, until Ctrl-C or SIGTERM.
 
-Starts, in order, each once the previous one answers: a Temporal dev server (unless
-TEMPORAL_ADDRESS points at one), the gRPC services, the worker and the API; then seeds the
-demo data and prints where everything is. Stops them in reverse order. If any child dies,
+Starts, in order, each once the previous one answers: the payload codec server, a Temporal
+dev server (unless TEMPORAL_ADDRESS points at one) whose Web UI decodes payloads through
+the codec server, the gRPC services, the worker and the API; then seeds the demo data and
+prints where everything is. Stops them in reverse order. If any child dies,
 stops the rest and exits non-zero naming it.
 
 The tests (tests/harness.py) and the benchmark start the stack with the same pieces:
@@ -71,7 +72,7 @@ def say(message: str) -> None:
 
 def dev_server_command(settings: Settings) -> list[str]:
     """The `temporal server start-dev` command line: serving at TEMPORAL_ADDRESS, persisted,
-    with our search attributes."""
+    with our search attributes, its Web UI decoding payloads through the codec server."""
     ip, port = (settings.temporal_address or DEV_SERVER_ADDRESS).rsplit(":", 1)
     search_attributes = [
         a for key in SEARCH_ATTRIBUTES for a in ("--search-attribute", f"{key.name}=Keyword")
@@ -81,6 +82,7 @@ def dev_server_command(settings: Settings) -> list[str]:
         "--db-filename", str(settings.data_dir / "temporal.db"),
         "--ip", ip, "--port", port,
         "--ui-port", str(settings.temporal_ui_port),
+        "--ui-codec-endpoint", codec_url(settings),
         "--namespace", settings.temporal_namespace,
         *search_attributes,
         "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
@@ -102,10 +104,16 @@ def child_env(settings: Settings) -> dict[str, str]:
         GRPC_TARGET=settings.grpc_target,
         API_HOST=settings.api_host,
         API_PORT=str(settings.api_port),
+        CODEC_HOST=settings.codec_host,
+        CODEC_PORT=str(settings.codec_port),
+        TEMPORAL_UI_PORT=str(settings.temporal_ui_port),
         FAULT_RATE=str(settings.fault_rate),
         LOG_LEVEL=settings.log_level,
         PYTHONUNBUFFERED="1",
     )
+    # Set: passed on (else every child reads the one generated file in DATA_DIR).
+    if keys := settings.payload_keys.get_secret_value():
+        env["PAYLOAD_KEYS"] = keys
     optional = {
         "FAULT_SEED": settings.fault_seed,
         "GRPC_TLS_CA": settings.grpc_tls_ca,
@@ -123,6 +131,16 @@ def api_url(settings: Settings) -> str:
     """Where this machine reaches the API."""
     host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
     return f"http://{host}:{settings.api_port}"
+
+
+def codec_url(settings: Settings) -> str:
+    """Where the Web UI (in the browser, on this machine) reaches the codec server."""
+    host = (
+        "localhost"
+        if settings.codec_host in ("0.0.0.0", "::", "", "127.0.0.1")
+        else settings.codec_host
+    )
+    return f"http://{host}:{settings.codec_port}"
 
 
 def _find_prctl() -> Callable[..., int] | None:
@@ -331,6 +349,11 @@ async def wait_for_worker(settings: Settings, pid: int) -> None:
     await _poll(f"the worker on task queue {settings.temporal_task_queue}", check)
 
 
+async def start_codec(sup: Supervisor, settings: Settings) -> None:
+    await sup.spawn("codec", [sys.executable, "-m", "codec"])
+    await wait_for_http(f"{codec_url(settings)}/health")
+
+
 async def start_services(sup: Supervisor, settings: Settings) -> None:
     await sup.spawn("services", [sys.executable, "-m", "services"])
     await wait_for_grpc(settings)
@@ -347,9 +370,11 @@ async def start_api(sup: Supervisor, settings: Settings) -> None:
 
 
 async def start_stack(sup: Supervisor, settings: Settings, *, dev_server: bool) -> None:
-    """Starts, each once the previous one answers: a Temporal dev server at TEMPORAL_ADDRESS
-    (with `dev_server`; else the server there must answer), the services, the worker, the API.
+    """Starts, each once the previous one answers: the codec server, a Temporal dev server at
+    TEMPORAL_ADDRESS (with `dev_server`; else the server there must answer), the services,
+    the worker, the API.
     """
+    await start_codec(sup, settings)
     if dev_server:
         ip, port = (settings.temporal_address or DEV_SERVER_ADDRESS).rsplit(":", 1)
         with socket.socket() as s:
@@ -382,7 +407,9 @@ def banner(settings: Settings, seeded: SeedResult, *, dev_server: bool) -> str:
     product = seeded.product_ids[0] if seeded.product_ids else "prod-espresso"
     body = json.dumps(
         {"user_id": seeded.user_id, "items": [{"product_id": product, "quantity": 1}],
-         "payment": {"card_number": "4242424242424242"}},
+         "payment": {"card_number": "4242424242424242"},
+         "shipping_address": {"name": "Demo Customer", "line1": "1 Main St", "city": "Berlin",
+                              "postal_code": "10115", "country": "DE"}},
         separators=(",", ":"),
     )  # fmt: skip
     warnings = "".join(f"  warning: {w}\n" for w in seeded.warnings)

@@ -25,6 +25,7 @@ class OrderRecord(SQLModel, table=True):
     failure_reason: str | None = Field(default=None, max_length=32)
     cancel_reason: str | None = Field(default=None, max_length=CANCEL_REASON_MAX)
     card_last4: str = Field(default="", max_length=4)
+    shipping_address: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     items: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
     version: int = 0

@@ -28,6 +28,7 @@ SNAPSHOT_COLUMNS = (
     "failure_reason",
     "cancel_reason",
     "card_last4",
+    "shipping_address",
     "history",
     "version",
 )

@@ -31,6 +31,13 @@ GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
 FLAKY_CARD = "4000000000000119"
 FINAL = {"DELIVERED", "FAILED", "CANCELLED"}
+SHIPPING_ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "12 St James's Square",
+    "city": "London",
+    "postal_code": "SW1Y 4JH",
+    "country": "GB",
+}
 
 
 @dataclass
@@ -73,6 +80,7 @@ class Stack:
             "user_id": user_id,
             "items": [{"product_id": p, "quantity": q} for p, q in items],
             "payment": {"card_number": card},
+            "shipping_address": SHIPPING_ADDRESS,
         }
         headers = {"Idempotency-Key": key} if key else {}
         return await self.http.post("/checkout", json=body, headers=headers)

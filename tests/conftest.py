@@ -5,15 +5,24 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from core.codec import data_converter
+from core.config import Settings
 from core.messages import SEARCH_ATTRIBUTES
 from core.run import BIN
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+# The suite's PAYLOAD_KEYS: those the committed histories were recorded with. Every client,
+# worker and process a test starts encrypts with them, so they all read each other's payloads.
+TEST_PAYLOAD_KEYS = SecretStr((HISTORIES / "payload-keys.txt").read_text().strip())
+CONVERTER = data_converter(Settings(payload_keys=TEST_PAYLOAD_KEYS))
 
 # The five real services on port 0, per backend (SQLite and PostgreSQL), and the in-process
 # API on them (`stack`): fixtures shared this one way.
@@ -33,7 +42,7 @@ def binary(name: str) -> str:
 
 async def start_time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         test_server_existing_path=binary("temporal-test-server"),
     )
     # The test server starts without custom search attributes; PlaceOrder upserts these.
@@ -73,7 +82,7 @@ async def clock_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the `temporal` CLI), once per session."""
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         dev_server_existing_path=binary("temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",

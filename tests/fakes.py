@@ -40,6 +40,9 @@ class FakeShop:
         self.captured: dict[str, int] = {}
         self.refunds: Counter[str] = Counter()
         self.notifications: list[tuple[str, str]] = []
+        self.messages: dict[tuple[str, str], str] = {}
+        # (order, user, token) of every charge: the workflow passes the token, not a card.
+        self.charged_with: list[tuple[str, str, str]] = []
         self.saved: list[OrderSnapshot] = []
         self.decline = False
         # Transient failures of charge before it succeeds.
@@ -98,6 +101,7 @@ class FakeShop:
     @activity.defn(name="charge")
     async def charge(self, inp: ChargeInput) -> PaymentInfo:
         self.calls.append("charge")
+        self.charged_with.append((inp.order_id, inp.user_id, inp.card_token))
         self.charge_attempts += 1
         if self.charge_blocks:
             # A charge still in flight when the order is cancelled: it comes back only once
@@ -117,7 +121,7 @@ class FakeShop:
             order_id=inp.order_id,
             status=PaymentStatus.CAPTURED,
             amount_cents=inp.amount_cents,
-            card_last4=inp.card_number[-4:],
+            card_last4=inp.card_token[-4:],
         )
 
     @activity.defn(name="refund")
@@ -142,6 +146,7 @@ class FakeShop:
             await gate.wait()
         if (inp.order_id, inp.kind.value) not in self.notifications:
             self.notifications.append((inp.order_id, inp.kind.value))
+            self.messages[(inp.order_id, inp.kind.value)] = inp.message
 
     @activity.defn(name="save_order")
     async def save_order(self, snap: OrderSnapshot) -> None:

@@ -35,6 +35,7 @@ from core.run import (
     start_stack,
     start_worker,
 )
+from tests.conftest import TEST_PAYLOAD_KEYS
 
 __all__ = ["RunningStack", "free_port", "running_stack", "uid"]
 
@@ -110,6 +111,8 @@ async def running_stack(
         "grpc_target": f"127.0.0.1:{grpc_port}",
         "api_host": "127.0.0.1",
         "api_port": free_port(),
+        "codec_port": free_port(),
+        "payload_keys": TEST_PAYLOAD_KEYS,
         "fault_rate": 0.0,
     }
     settings = Settings(**(fields | overrides))

@@ -121,15 +121,29 @@ async def test_release_before_reserve_means_a_late_reserve_takes_nothing(stubs: 
     assert level.available == 2
 
 
+CUSTOMER = "u-pays"
+
+
+async def card_token(stubs: Stubs, card: str, user_id: str = CUSTOMER) -> str:
+    """A token of `card` for `user_id`, as the API gets it at checkout."""
+    req = payment_pb2.TokenizeCardRequest(user_id=user_id, card_number=card)
+    return (await stubs.payment.TokenizeCard(req)).token
+
+
+def charge_input(order: str, amount: int, token: str, key: str | None = None) -> ChargeInput:
+    return ChargeInput(
+        order_id=order,
+        user_id=CUSTOMER,
+        amount_cents=amount,
+        card_token=token,
+        idempotency_key=key or f"{order}:charge",
+    )
+
+
 async def test_charge_refund_and_declines(stubs: Stubs) -> None:
     acts = PaymentActivities(stubs.payment)
     order = uid()
-    charge = ChargeInput(
-        order_id=order,
-        amount_cents=999,
-        card_number="4242424242424242",
-        idempotency_key=f"{order}:charge",
-    )
+    charge = charge_input(order, 999, await card_token(stubs, "4242424242424242"))
     paid = await env.run(acts.charge, charge)
     again = await env.run(acts.charge, charge)
     assert paid.status is again.status is PaymentStatus.CAPTURED and paid.card_last4 == "4242"
@@ -143,9 +157,7 @@ async def test_charge_refund_and_declines(stubs: Stubs) -> None:
     ]
 
     other = uid()
-    declined = charge.model_copy(
-        update={"order_id": other, "card_number": "4000000000000002", "idempotency_key": other}
-    )
+    declined = charge_input(other, 999, await card_token(stubs, "4000000000000002"), other)
     err = await business_error(env.run(acts.charge, declined))
     assert err.type == "PAYMENT_DECLINED" and err.non_retryable
 
@@ -157,9 +169,7 @@ async def test_charge_after_a_void_keeps_the_service_reason(stubs: Stubs) -> Non
     order = uid()
     voided = await env.run(acts.refund, RefundInput(order_id=order, idempotency_key=uid()))
     assert voided.status is PaymentStatus.VOIDED
-    charge = ChargeInput(
-        order_id=order, amount_cents=100, card_number="4242424242424242", idempotency_key=uid()
-    )
+    charge = charge_input(order, 100, await card_token(stubs, "4242424242424242"), uid())
     err = await business_error(env.run(acts.charge, charge))
     assert err.type == "PAYMENT_VOIDED" and err.non_retryable
     assert err.message == f"payment of order {order} was voided"
@@ -167,22 +177,15 @@ async def test_charge_after_a_void_keeps_the_service_reason(stubs: Stubs) -> Non
 
 async def test_a_refused_request_is_final_with_its_reason(stubs: Stubs) -> None:
     acts = PaymentActivities(stubs.payment)
-    bad_card = ChargeInput(
-        order_id=uid(), amount_cents=100, card_number="4242", idempotency_key=uid()
-    )
-    err = await business_error(env.run(acts.charge, bad_card))
-    assert err.type == "INVALID_CARD" and err.non_retryable
+    others = await card_token(stubs, "4242424242424242", user_id="someone-else")
+    err = await business_error(env.run(acts.charge, charge_input(uid(), 100, others, uid())))
+    assert err.type == "CARD_TOKEN_INVALID" and err.non_retryable
 
 
 async def test_processing_error_is_retryable_then_pays(stubs: Stubs) -> None:
     acts = PaymentActivities(stubs.payment)
     order = uid()
-    charge = ChargeInput(
-        order_id=order,
-        amount_cents=500,
-        card_number="4000000000000119",
-        idempotency_key=f"{order}:charge",
-    )
+    charge = charge_input(order, 500, await card_token(stubs, "4000000000000119"))
     for _ in range(2):
         err = await business_error(env.run(acts.charge, charge))
         assert not err.non_retryable and err.type == "PROCESSING_ERROR"

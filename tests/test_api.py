@@ -13,6 +13,7 @@ from tests.api_fixtures import (
     DECLINED_CARD,
     FLAKY_CARD,
     GOOD_CARD,
+    SHIPPING_ADDRESS,
     Stack,
 )
 
@@ -265,33 +266,70 @@ async def test_checkout_transient_payment_errors_then_pays(stack: Stack) -> None
 @pytest.mark.parametrize(
     "body",
     [
-        {"user_id": "u", "items": [], "payment": {"card_number": GOOD_CARD}},
+        {
+            "user_id": "u",
+            "items": [],
+            "payment": {"card_number": GOOD_CARD},
+            "shipping_address": SHIPPING_ADDRESS,
+        },
         {
             "user_id": "u",
             "items": [{"product_id": "p", "quantity": 0}],
             "payment": {"card_number": GOOD_CARD},
-        },  # noqa: E501
+            "shipping_address": SHIPPING_ADDRESS,
+        },
         {
             "user_id": "u",
             "items": [{"product_id": "p", "quantity": 1}],
             "payment": {"card_number": "4242-4242"},
-        },  # noqa: E501
+            "shipping_address": SHIPPING_ADDRESS,
+        },
         {
             "user_id": "u",
             "items": [{"product_id": "p", "quantity": 1}],
             "payment": {"card_number": "12345"},
-        },  # noqa: E501
+            "shipping_address": SHIPPING_ADDRESS,
+        },
         {
             "user_id": "u",
             "items": [{"product_id": "p", "quantity": 1}] * 51,
             "payment": {"card_number": GOOD_CARD},
-        },  # noqa: E501
+            "shipping_address": SHIPPING_ADDRESS,
+        },
         {
             "user_id": "bad id",
             "items": [{"product_id": "p", "quantity": 1}],
             "payment": {"card_number": GOOD_CARD},
-        },  # noqa: E501
-        {"user_id": "u", "items": [{"product_id": "p", "quantity": 1}]},
+            "shipping_address": SHIPPING_ADDRESS,
+        },
+        {
+            "user_id": "u",
+            "items": [{"product_id": "p", "quantity": 1}],
+            "shipping_address": SHIPPING_ADDRESS,
+        },
+        # No address, or a bad one.
+        {
+            "user_id": "u",
+            "items": [{"product_id": "p", "quantity": 1}],
+            "payment": {"card_number": GOOD_CARD},
+        },
+        *(
+            {
+                "user_id": "u",
+                "items": [{"product_id": "p", "quantity": 1}],
+                "payment": {"card_number": GOOD_CARD},
+                "shipping_address": SHIPPING_ADDRESS | bad,
+            }
+            for bad in (
+                {"country": "XX"},
+                {"country": "gb"},
+                {"country": "GBR"},
+                {"postal_code": ""},
+                {"postal_code": "1" * 21},
+                {"name": "   "},
+                {"line1": None},
+            )
+        ),
     ],
 )
 async def test_checkout_rejects_malformed_body(stack: Stack, body: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from core.messages import (
     StatusChange,
 )
 from orders import store
-from tests.api_fixtures import GOOD_CARD, Stack
+from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS, Stack
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -64,6 +64,7 @@ async def _stored_past_retention(
             "total_cents": line.unit_price_cents * line.quantity,
             "history": [StatusChange(status=s, at=at) for s in statuses],
             "version": len(statuses),
+            "shipping_address": SHIPPING_ADDRESS,
             **fields,
         }
     )

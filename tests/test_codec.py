@@ -273,7 +273,9 @@ async def test_a_plain_signal_reaches_a_workflow_run_with_the_codec(
             id=f"codec-{uuid.uuid4().hex}",
             task_queue=task_queue,
         )
-        await dev_env.client.get_workflow_handle(handle.id).signal("leave_note", {"reason": "x"})
+        raw = dev_env.client
+        plain = Client(raw.service_client, namespace=raw.namespace)  # no codec
+        await plain.get_workflow_handle(handle.id).signal("leave_note", {"reason": "x"})
         assert await handle.result() == Parcel(secret="seen s / x")
 
 

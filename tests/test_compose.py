@@ -22,6 +22,7 @@ ENTRY_POINTS = {
     ("python", "worker.py"): ROOT / "worker.py",
     ("python", "-m", "api"): ROOT / "api" / "__main__.py",
     ("python", "-m", "core.seed"): ROOT / "core" / "seed.py",
+    ("python", "-m", "codec"): ROOT / "codec" / "__main__.py",
 }
 
 
@@ -55,9 +56,9 @@ def test_every_service_has_an_image_or_a_build(compose: dict[str, Any]) -> None:
 
 def test_the_expected_services_are_there(compose: dict[str, Any]) -> None:
     expected = {"postgresql", "temporal", "temporal-setup", "temporal-ui", "shop-db"}
-    expected |= {"services", "worker", "api"}
+    expected |= {"services", "worker", "api", "codec"}
     assert expected <= set(compose["services"])
-    assert {"services", "worker", "api"} <= set(ours(compose))
+    assert {"services", "worker", "api", "codec"} <= set(ours(compose))
 
 
 def test_our_services_read_only_settings_fields(compose: dict[str, Any]) -> None:
@@ -85,6 +86,20 @@ def test_the_wiring_between_our_services(compose: dict[str, Any]) -> None:
     api = environment(services["api"])
     assert api["API_HOST"] == "0.0.0.0"  # the default, 127.0.0.1, is unreachable from outside
     assert f"{api['API_PORT']}:{api['API_PORT']}" in services["api"]["ports"]
+
+
+def test_our_processes_share_their_secrets_and_the_ui_decodes_through_the_codec(
+    compose: dict[str, Any],
+) -> None:
+    for name, svc in ours(compose).items():
+        assert environment(svc)["DATA_DIR"] == "/data", name
+        assert "shop-data:/data" in svc["volumes"], name
+    services = compose["services"]
+    codec = environment(services["codec"])
+    assert f"{codec['CODEC_PORT']}:{codec['CODEC_PORT']}" in services["codec"]["ports"]
+    ui = environment(services["temporal-ui"])
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{codec['CODEC_PORT']}"
+    assert codec["CODEC_CORS_ORIGINS"] == "http://localhost:8080"  # the UI's published origin
 
 
 def test_the_shop_has_its_own_database(compose: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.api_fixtures import GOOD_CARD
+from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS
 from tests.conftest import binary
 from tests.harness import RunningStack, running_stack, uid
 
@@ -60,6 +60,7 @@ async def test_checkout_pays_and_a_cli_cancel_refunds(processes: RunningStack) -
             "user_id": user,
             "items": [{"product_id": product_id, "quantity": 2}],
             "payment": {"card_number": GOOD_CARD},
+            "shipping_address": SHIPPING_ADDRESS,
         }
         r = await http.post("/checkout", json=body, headers={"Idempotency-Key": uid()})
         assert r.status_code == 202, r.text

@@ -18,10 +18,17 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from core.grpc_client import Stubs
-from core.messages import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
+from core.messages import (
+    OrderItem,
+    OrderSnapshot,
+    OrderStatus,
+    PlaceOrderInput,
+    ShippingAddress,
+    workflow_id_for,
+)
 from core.seed import DEMO_PRODUCTS, DEMO_USER_ID, seed
 from proto.shop.v1 import payment_pb2, payment_pb2_grpc
-from tests.api_fixtures import GOOD_CARD
+from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS
 from tests.harness import RunningStack, running_stack
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,6 +49,10 @@ async def test_worker_sigterm_finishes_in_flight_work_and_a_new_worker_carries_o
     dev_env: WorkflowEnvironment, processes: RunningStack
 ) -> None:
     handles: list[WorkflowHandle[object, OrderSnapshot]] = []
+    async with Stubs.open(processes.grpc_target) as stubs:
+        card = await stubs.payment.TokenizeCard(
+            payment_pb2.TokenizeCardRequest(user_id=DEMO_USER_ID, card_number=GOOD_CARD)
+        )
     for _ in range(5):
         order_id = uuid.uuid4().hex
         handles.append(
@@ -51,7 +62,8 @@ async def test_worker_sigterm_finishes_in_flight_work_and_a_new_worker_carries_o
                     order_id=order_id,
                     user_id=DEMO_USER_ID,
                     items=[OrderItem(product_id=DEMO_PRODUCTS[0].id, quantity=1)],
-                    card_number=GOOD_CARD,
+                    card_token=card.token,
+                    shipping_address=ShippingAddress(**SHIPPING_ADDRESS),
                 ),
                 id=workflow_id_for(order_id),
                 task_queue=processes.task_queue,

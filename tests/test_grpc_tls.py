@@ -33,7 +33,7 @@ from core.grpc_client import Stubs, channel_credentials
 from proto.shop.v1 import inventory_pb2, product_pb2
 from services.product.import_csv import run as import_csv
 from services.server import create_server
-from tests.api_fixtures import GOOD_CARD
+from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS
 from tests.harness import running_stack, uid
 
 pytestmark = pytest.mark.timeout(180)
@@ -296,6 +296,7 @@ async def test_the_processes_place_an_order_over_mutual_tls(
                 "user_id": user,
                 "items": [{"product_id": r.json()["id"], "quantity": 1}],
                 "payment": {"card_number": GOOD_CARD},
+                "shipping_address": SHIPPING_ADDRESS,
             }
             r = await http.post("/checkout", json=body, headers={"Idempotency-Key": uid()})
             assert r.status_code == 202, r.text

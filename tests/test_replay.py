@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -23,13 +24,16 @@ from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
 import worker
+from core.codec import generate_payload_key
 from core.db import make_engine
 from core.grpc_client import Stubs
 from core.messages import OrderItem, OrderSnapshot, OrderStatus, PlaceOrderInput, workflow_id_for
 from services.server import create_server
 from tests.changed_workflows import ChangedPlaceOrder, DeprecatedPlaceOrder, PatchedPlaceOrder
+from tests.conftest import CONVERTER, TEST_PAYLOAD_KEYS
 from workflows.cancel_order import CancelOrder
 from workflows.place_order import PlaceOrder
+from workflows.record import ADDRESS
 from workflows.replay import build_replayer, load_history_file, replay, workflow_type_of
 
 pytestmark = pytest.mark.timeout(60)
@@ -61,9 +65,11 @@ def place_order_histories() -> list[WorkflowHistory]:
 
 
 def run_replay_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m workflows.replay ...` with the test keys (the recordings' PAYLOAD_KEYS)."""
     return subprocess.run(
         [sys.executable, "-m", "workflows.replay", *args],
         cwd=ROOT,
+        env={**os.environ, "PAYLOAD_KEYS": TEST_PAYLOAD_KEYS.get_secret_value()},
         capture_output=True,
         text=True,
         timeout=60,
@@ -87,7 +93,7 @@ def test_histories_cover_every_scenario_and_both_workflow_types() -> None:
 
 
 async def test_every_recorded_history_replays() -> None:
-    outcomes = await replay(_iter([load_history_file(p) for p in FILES]), build_replayer())
+    outcomes = await replay(_iter([load_history_file(p) for p in FILES]), build_replayer(CONVERTER))
     assert len(outcomes) == len(FILES)
     failed = [o.line() for o in outcomes if not o.ok]
     assert not failed, "\n".join(failed)
@@ -101,6 +107,20 @@ def test_replay_cli_on_the_histories_folder() -> None:
     assert len(lines) == len(FILES)
     assert all(line.endswith("\tOK") for line in lines), proc.stdout
     assert {line.split("\t")[0] for line in lines} == {p.stem for p in FILES}
+
+
+def test_replay_cli_with_other_keys_fails_naming_the_missing_key() -> None:
+    other = generate_payload_key("prod1")
+    env = {**os.environ, "PAYLOAD_KEYS": other}
+    cmd = [sys.executable, "-m", "workflows.replay", str(HISTORIES / "order-paid-delivered.json")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "'test1', which is not in PAYLOAD_KEYS" in proc.stdout + proc.stderr
+    malformed = subprocess.run(
+        cmd, cwd=ROOT, env={**env, "PAYLOAD_KEYS": "k1:c2VjcmV0"}, capture_output=True, text=True
+    )
+    assert malformed.returncode == 1 and "AES-256 needs 32" in malformed.stderr
+    assert "c2VjcmV0" not in malformed.stderr
 
 
 # --- teeth: a changed history ------------------------------------------------------------
@@ -122,7 +142,7 @@ async def test_a_tampered_history_fails_replay(tmp_path: Path) -> None:
     bad = tmp_path / "order-tampered.json"
     bad.write_text(json.dumps(tampered(json.loads(source.read_text())), indent=2))
 
-    [outcome] = await replay(_iter([load_history_file(bad)]), build_replayer())
+    [outcome] = await replay(_iter([load_history_file(bad)]), build_replayer(CONVERTER))
     assert not outcome.ok
     assert "nondetermin" in (outcome.error or "").lower(), outcome.error
 
@@ -142,7 +162,7 @@ async def replay_failure(workflow: type, history: WorkflowHistory) -> Exception 
     """Why `history` does not replay on `workflow` (registered as PlaceOrder), or None."""
     replayer = Replayer(
         workflows=[workflow, CancelOrder],
-        data_converter=worker.DATA_CONVERTER,
+        data_converter=CONVERTER,
         workflow_runner=worker.WORKFLOW_RUNNER,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
@@ -200,7 +220,8 @@ async def run_order(
                 order_id=order_id,
                 user_id="nobody",
                 items=[OrderItem(product_id="nothing", quantity=1)],
-                card_number="4242424242424242",
+                card_token="tok_never_charged",
+                shipping_address=ADDRESS,
             ),
             id=workflow_id_for(order_id),
             task_queue=task_queue,

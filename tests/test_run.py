@@ -43,6 +43,7 @@ async def test_make_run_starts_seeds_says_ready_and_stops_on_sigterm(
         TEMPORAL_TASK_QUEUE=uid("tq-"),
         GRPC_PORT=str(free_port()),
         API_PORT=str(api_port),
+        CODEC_PORT=str(codec_port := free_port()),
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "core.run", env=env, cwd=Path(__file__).resolve().parent.parent,
@@ -62,13 +63,16 @@ async def test_make_run_starts_seeds_says_ready_and_stops_on_sigterm(
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as http:
             listed = (await http.get("/products")).json()
         assert {p.id for p in DEMO_PRODUCTS} <= {p["id"] for p in listed}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{codec_port}") as http:
+            assert (await http.get("/health")).json() == {"status": "ok"}
     finally:
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(60):
             rest = (await proc.stdout.read()).decode()
             code = await proc.wait()
     assert code == 0, rest[-3000:]
-    stops = [rest.find(f"run | stopping {name}") for name in ("api", "worker", "services")]
+    names = ("api", "worker", "services", "codec")
+    stops = [rest.find(f"run | stopping {name}") for name in names]
     assert -1 not in stops and stops == sorted(stops), rest[-3000:]  # in reverse order
     assert rest.rstrip().endswith("run | stopped")
 
@@ -83,6 +87,7 @@ def test_dev_server_command_persists_and_registers_search_attributes(tmp_path: P
     assert ("--search-attribute", "OrderStatus=Keyword") in pairs
     assert ("--search-attribute", "CustomerId=Keyword") in pairs
     assert ("--ui-port", "18233") in pairs
+    assert ("--ui-codec-endpoint", "http://localhost:8081") in pairs
     assert ("--ip", "127.0.0.1") in pairs and ("--port", "7233") in pairs
     assert ("--namespace", "default") in pairs
     elsewhere = Settings(data_dir=tmp_path, temporal_address="127.0.0.1:17233")

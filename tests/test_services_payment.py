@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
+import pytest
 from sqlalchemy import Engine, text
 
 from core.messages import PaymentStatus
@@ -24,10 +26,31 @@ CAPTURE, REFUND, DECLINE = (
 )
 
 
-def charge(order_id: str, card: str = GOOD, amount: int = 1250) -> pay.ChargeRequest:
-    return pay.ChargeRequest(
-        order_id=order_id, amount_cents=amount, card_number=card, idempotency_key=f"{order_id}:c"
+CUSTOMER = "u-payments"
+Charge = Callable[..., pay.ChargeRequest]
+
+
+async def tokenize(stubs: Stubs, card: str, user_id: str = CUSTOMER) -> pay.CardToken:
+    return await stubs.payment.TokenizeCard(
+        pay.TokenizeCardRequest(user_id=user_id, card_number=card)
     )
+
+
+@pytest.fixture
+async def charge(stubs: Stubs) -> Charge:
+    """`charge(order_id, card=GOOD, amount=1250)`: a ChargeRequest with CUSTOMER's token."""
+    tokens = {card: (await tokenize(stubs, card)).token for card in (GOOD, DECLINED, FLAKY)}
+
+    def make(order_id: str, card: str = GOOD, amount: int = 1250) -> pay.ChargeRequest:
+        return pay.ChargeRequest(
+            order_id=order_id,
+            amount_cents=amount,
+            user_id=CUSTOMER,
+            card_token=tokens[card],
+            idempotency_key=f"{order_id}:c",
+        )
+
+    return make
 
 
 def refund(order_id: str) -> pay.RefundRequest:
@@ -39,7 +62,7 @@ async def ledger(stubs: Stubs, order_id: str) -> list[tuple[int, int, str]]:
     return [(e.type, e.amount_cents, e.idempotency_key) for e in got.entries]
 
 
-async def test_pays_once(stubs: Stubs, engine: Engine) -> None:
+async def test_pays_once(stubs: Stubs, charge: Charge, engine: Engine) -> None:
     order_id = uid("o-")
     none = await stubs.payment.GetPayment(pay.GetPaymentRequest(order_id=order_id))
     assert none.status == pay.PAYMENT_STATUS_NONE
@@ -52,11 +75,14 @@ async def test_pays_once(stubs: Stubs, engine: Engine) -> None:
     assert got == results[0]
     # Only the last four digits are stored anywhere.
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT * FROM payment_orders")).all()
+        rows = [
+            conn.execute(text(f"SELECT * FROM {t}")).all()
+            for t in ("payment_orders", "payment_cards")
+        ]
     assert GOOD not in repr(rows)
 
 
-async def test_declined_is_final(stubs: Stubs, expect_error: ExpectError) -> None:
+async def test_declined_is_final(stubs: Stubs, charge: Charge, expect_error: ExpectError) -> None:
     order_id = uid("o-")
     for _ in range(3):
         err = await expect_error(
@@ -79,7 +105,9 @@ async def test_declined_is_final(stubs: Stubs, expect_error: ExpectError) -> Non
     assert len(await ledger(stubs, order_id)) == 1
 
 
-async def test_amount_above_the_limit_is_declined(stubs: Stubs, expect_error: ExpectError) -> None:
+async def test_amount_above_the_limit_is_declined(
+    stubs: Stubs, charge: Charge, expect_error: ExpectError
+) -> None:
     # A processor declines such an amount: PAYMENT_DECLINED (final), not INVALID_ARGUMENT.
     for amount in (MONEY_MAX + 1, 50 * 10_000_000_000, 2**63 - 1):
         order_id = uid("o-")
@@ -105,7 +133,7 @@ async def test_amount_above_the_limit_is_declined(stubs: Stubs, expect_error: Ex
 
 
 async def test_processing_error_fails_twice_then_pays(
-    stubs: Stubs, expect_error: ExpectError
+    stubs: Stubs, charge: Charge, expect_error: ExpectError
 ) -> None:
     order_id = uid("o-")
     for _ in range(2):
@@ -121,7 +149,7 @@ async def test_processing_error_fails_twice_then_pays(
     assert await ledger(stubs, order_id) == [(CAPTURE, 1250, f"{order_id}:c")]
 
 
-async def test_refund_once(stubs: Stubs, expect_error: ExpectError) -> None:
+async def test_refund_once(stubs: Stubs, charge: Charge, expect_error: ExpectError) -> None:
     order_id = uid("o-")
     await stubs.payment.Charge(charge(order_id, amount=999))
     results = await asyncio.gather(*(stubs.payment.Refund(refund(order_id)) for _ in range(4)))
@@ -146,7 +174,7 @@ def test_every_payment_status_has_one_wire_value() -> None:
 
 
 async def test_refund_without_capture_voids(
-    stubs: Stubs, expect_error: ExpectError, engine: Engine
+    stubs: Stubs, charge: Charge, expect_error: ExpectError, engine: Engine
 ) -> None:
     order_id = uid("o-")
     voided = await stubs.payment.Refund(refund(order_id))
@@ -171,21 +199,67 @@ async def test_refund_without_capture_voids(
     )
 
 
-async def test_invalid_payment_requests(stubs: Stubs, expect_error: ExpectError) -> None:
+async def test_invalid_payment_requests(
+    stubs: Stubs, charge: Charge, expect_error: ExpectError
+) -> None:
     invalid = grpc.StatusCode.INVALID_ARGUMENT
     order_id = uid("o-")
+    for card in [
+        "42424242424",  # 11 digits
+        "4" * 20,
+        "4242 4242 4242 4242",
+        "٤٢٤٢٤٢٤٢٤٢٤٢٤٢٤٢",  # non-ASCII digits
+    ]:
+        await expect_error(tokenize(stubs, card), invalid, "INVALID_CARD")
+    await expect_error(tokenize(stubs, GOOD, user_id=""), invalid)
     for req in [
-        charge(order_id, card="42424242424"),  # 11 digits
-        charge(order_id, card="4" * 20),
-        charge(order_id, card="4242 4242 4242 4242"),
-        charge(order_id, card="٤٢٤٢٤٢٤٢٤٢٤٢٤٢٤٢"),  # non-ASCII digits
         charge(order_id, amount=0),
         charge(order_id, amount=-5),
         charge("", GOOD),
-        pay.ChargeRequest(order_id=order_id, amount_cents=1, card_number=GOOD),
+        pay.ChargeRequest(order_id=order_id, amount_cents=1, user_id=CUSTOMER),  # no token
+        pay.ChargeRequest(order_id=order_id, amount_cents=1, card_token="tok_x"),  # no user
     ]:
         await expect_error(stubs.payment.Charge(req), invalid)
     await expect_error(stubs.payment.Refund(pay.RefundRequest(order_id=order_id)), invalid)
     await expect_error(stubs.payment.GetPayment(pay.GetPaymentRequest(order_id="x" * 65)), invalid)
     status = await stubs.payment.GetPayment(pay.GetPaymentRequest(order_id=order_id))
     assert status.status == pay.PAYMENT_STATUS_NONE
+
+
+async def test_tokens_name_brand_and_last_four_and_are_new_each_time(stubs: Stubs) -> None:
+    cards = {
+        GOOD: "visa",
+        "5555555555554444": "mastercard",
+        "2223003122003222": "mastercard",
+        "378282246310005": "amex",
+        "6011111111111117": "discover",
+        "3566002020360505": "unknown",
+    }
+    for number, brand in cards.items():
+        first, second = await tokenize(stubs, number), await tokenize(stubs, number)
+        assert (first.brand, first.last4) == (brand, number[-4:])
+        assert first.token.startswith("tok_") and first.token != second.token
+        assert number not in first.token
+
+
+async def test_a_token_pays_only_for_the_customer_who_made_it(
+    stubs: Stubs, charge: Charge, expect_error: ExpectError
+) -> None:
+    theirs = (await tokenize(stubs, GOOD, user_id="someone-else")).token
+    order_id = uid("o-")
+    for token in (theirs, "tok_unknown"):
+        req = pay.ChargeRequest(
+            order_id=order_id,
+            amount_cents=100,
+            user_id=CUSTOMER,
+            card_token=token,
+            idempotency_key=f"{order_id}:c",
+        )
+        err = await expect_error(
+            stubs.payment.Charge(req), grpc.StatusCode.FAILED_PRECONDITION, "CARD_TOKEN_INVALID"
+        )
+        assert "not one of this customer's cards" in (err.details() or "")
+    # Nothing was charged or recorded: the customer's own token still pays the order.
+    assert await ledger(stubs, order_id) == []
+    paid = await stubs.payment.Charge(charge(order_id, amount=100))
+    assert paid.status == pay.PAYMENT_STATUS_CAPTURED

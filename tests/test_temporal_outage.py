@@ -24,7 +24,8 @@ from core.config import Settings
 from core.db import make_engine
 from core.grpc_client import Stubs
 from services.server import create_server
-from tests.api_fixtures import GOOD_CARD
+from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS
+from tests.conftest import TEST_PAYLOAD_KEYS
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -86,6 +87,7 @@ async def outage(
         database_url=f"sqlite:///{tmp}/shop.db",
         temporal_address=relay.address,
         temporal_task_queue=f"outage-{uuid.uuid4().hex[:12]}",
+        payload_keys=TEST_PAYLOAD_KEYS,  # the worker's, on dev_env's client
     )
     engine = make_engine(settings.database_url)
     server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
@@ -127,6 +129,7 @@ async def test_api_answers_503_while_temporal_is_down_and_recovers(
         "user_id": user.json()["id"],
         "items": [{"product_id": product.json()["id"], "quantity": 1}],
         "payment": {"card_number": GOOD_CARD},
+        "shipping_address": SHIPPING_ADDRESS,
     }
 
     health = await http.get("/health")

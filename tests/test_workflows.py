@@ -27,6 +27,7 @@ from core.messages import (
     OrderStatus,
     PaymentStatus,
     PlaceOrderInput,
+    ShippingAddress,
     workflow_id_for,
 )
 from tests.fakes import FakeShop
@@ -34,7 +35,12 @@ from worker import WORKFLOWS
 
 pytestmark = pytest.mark.timeout(60)
 
-CARD = "4242424242424242"
+# What the payment service hands out for a card ending 4242 (the fake reads the last four).
+TOKEN = "tok_fake_4242"
+ADDRESS = ShippingAddress(
+    name="Ada Lovelace", line1="12 St James's Square", city="London", postal_code="SW1Y 4JH",
+    country="GB",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -96,7 +102,8 @@ async def start(
         order_id=order_id,
         user_id="u-1",
         items=[OrderItem(product_id="p-1", quantity=2), OrderItem(product_id="p-2", quantity=1)],
-        card_number=CARD,
+        card_token=TOKEN,
+        shipping_address=ADDRESS,
     ).model_copy(update=overrides)
     handle = await env.client.start_workflow(
         "PlaceOrder",
@@ -314,6 +321,13 @@ async def test_ship_then_deliver_completes_the_workflow(
         "ORDER_DELIVERED",
     ]
     assert shop.refunds[result.order_id] == 0
+    # The order keeps its address; the shipment notice says where it goes.
+    assert result.shipping_address == ADDRESS
+    assert shop.messages[(result.order_id, "ORDER_SHIPPED")] == (
+        f"Order {result.order_id} shipped: to Ada Lovelace, 12 St James's Square, "
+        "SW1Y 4JH London, GB"
+    )
+    assert shop.charged_with == [(result.order_id, "u-1", TOKEN)]
 
 
 async def test_signals_move_the_order_and_wrong_state_ones_are_ignored(

@@ -69,6 +69,7 @@ class PlaceOrder:
             user_id=inp.user_id,
             status=OrderStatus.PENDING,
             items=[OrderLine(product_id=i.product_id, quantity=i.quantity) for i in inp.items],
+            shipping_address=inp.shipping_address,
         )
         # What was asked and not yet done: each is set by its request's one handler.
         self._cancel: CancelRequest | None = None
@@ -205,8 +206,9 @@ class PlaceOrder:
                 PaymentActivities.charge,
                 ChargeInput(
                     order_id=order_id,
+                    user_id=inp.user_id,
                     amount_cents=self._snap.total_cents,
-                    card_number=inp.card_number,
+                    card_token=inp.card_token,
                     idempotency_key=f"{order_id}:charge",
                 ),
                 **steps.FORWARD,
@@ -370,9 +372,10 @@ class PlaceOrder:
 
     async def _notify(self, kind: NotificationKind) -> None:
         snap = self._snap
-        await steps.notify(
-            snap.user_id, snap.order_id, kind, snap.cancel_reason or snap.failure_reason
-        )
+        why = snap.cancel_reason or snap.failure_reason
+        if kind == NotificationKind.ORDER_SHIPPED and snap.shipping_address is not None:
+            why = f"to {snap.shipping_address.one_line()}"
+        await steps.notify(snap.user_id, snap.order_id, kind, why)
 
     def _publish(self) -> None:
         """Search attributes and current details, so the Web UI shows where the saga is."""

@@ -11,6 +11,9 @@ runs one PlaceOrder per scenario, waits for each to complete and writes its hist
 also fetched with the `temporal` CLI, when it is installed, and must parse to the same
 events. Prints one line per file.
 
+Payloads are encrypted with the keys in `--keys` (default: `payload-keys.txt` in the
+output folder, generated there when missing): the test keys the replay tests read.
+
 Until a release is tagged, an intended change to a workflow re-records them; after a tag,
 a change goes behind `workflow.patched` and the old histories stay (docs/changing-workflows.md).
 Never re-record to make a nondeterminism error go away: the old histories are what running
@@ -32,11 +35,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import grpc
+from pydantic import SecretStr
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from core.codec import data_converter, generate_payload_key
 from core.config import Settings
 from core.db import make_engine
 from core.grpc_client import Stubs
@@ -51,6 +56,7 @@ from core.messages import (
     OrderStatus,
     PaymentStatus,
     PlaceOrderInput,
+    ShippingAddress,
     cancel_workflow_id_for,
     initial_stock_key,
     workflow_id_for,
@@ -59,14 +65,12 @@ from core.runtime import exit_now
 from core.temporal import connect_config
 from proto.shop.v1 import (
     inventory_pb2,
-    inventory_pb2_grpc,
+    payment_pb2,
     product_pb2,
-    product_pb2_grpc,
     user_pb2,
-    user_pb2_grpc,
 )
 from services.server import create_server
-from worker import DATA_CONVERTER, build_activities, build_worker
+from worker import build_activities, build_worker
 
 PAYS = "4242424242424242"
 DECLINED = "4000000000000002"
@@ -75,6 +79,10 @@ DECLINED = "4000000000000002"
 FLAKY = "4000000000000119"
 
 USER_ID = "user-replay"
+EMAIL = "replay@example.com"
+ADDRESS = ShippingAddress(
+    name="Ada Replay", line1="1 Recording Lane", city="Histon", postal_code="CB24 9ZZ", country="GB"
+)
 BOOK = "product-book"  # plenty of stock
 SCARCE = "product-scarce"  # one unit
 WAIT = timedelta(seconds=60)
@@ -86,6 +94,7 @@ Handle = WorkflowHandle[object, OrderSnapshot]
 class Recorder:
     client: Client
     task_queue: str
+    stubs: Stubs
 
     async def start(
         self,
@@ -95,11 +104,16 @@ class Recorder:
         quantity: int = 1,
         fulfilment_deadline_seconds: int | None = None,
     ) -> Handle:
+        # As the API does: the card number goes to the payment service, the token on.
+        token = await self.stubs.payment.TokenizeCard(
+            payment_pb2.TokenizeCardRequest(user_id=USER_ID, card_number=card)
+        )
         inp = PlaceOrderInput(
             order_id=order_id,
             user_id=USER_ID,
             items=[OrderItem(product_id=product, quantity=quantity)],
-            card_number=card,
+            card_token=token.token,
+            shipping_address=ADDRESS,
             fulfilment_deadline_seconds=fulfilment_deadline_seconds,
         )
         # Started as the API starts an order, search attributes set.
@@ -216,13 +230,9 @@ def temporal_cli() -> str | None:
     return str(path) if path.exists() else shutil.which("temporal")
 
 
-async def seed(channel: grpc.aio.Channel) -> None:
-    users = user_pb2_grpc.UserServiceStub(channel)
-    products = product_pb2_grpc.ProductServiceStub(channel)
-    inventory = inventory_pb2_grpc.InventoryServiceStub(channel)
-    await users.CreateUser(
-        user_pb2.CreateUserRequest(id=USER_ID, email="replay@example.com", name="Replay")
-    )
+async def seed(stubs: Stubs) -> None:
+    users, products, inventory = stubs.user, stubs.product, stubs.inventory
+    await users.CreateUser(user_pb2.CreateUserRequest(id=USER_ID, email=EMAIL, name="Replay"))
     for pid, stock in ((BOOK, 100), (SCARCE, 1)):
         await products.CreateProduct(
             product_pb2.CreateProductRequest(
@@ -270,7 +280,7 @@ async def record(
             async with Stubs.open(f"127.0.0.1:{port}") as stubs:
                 await seed(stubs)
                 task_queue = f"record-{uuid.uuid4().hex[:8]}"
-                recorder = Recorder(client, task_queue)
+                recorder = Recorder(client, task_queue, stubs)
                 async with build_worker(client, task_queue, build_activities(stubs, engine)):
                     for name in scenarios:
                         for wid in await SCENARIOS[name](recorder):
@@ -288,12 +298,22 @@ async def record(
     return written
 
 
+def converter_for(keys_file: Path) -> DataConverter:
+    """The shop's encrypting converter with the keys in `keys_file` (generated if missing)."""
+    if not keys_file.exists():
+        keys_file.parent.mkdir(parents=True, exist_ok=True)
+        keys_file.write_text(generate_payload_key("test1") + "\n")
+    keys = SecretStr(keys_file.read_text().strip())
+    return data_converter(Settings(payload_keys=keys))
+
+
 async def amain(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m workflows.record", description=__doc__)
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--out", type=Path, default=Path("tests/histories"))
     p.add_argument("--address", help="an existing Temporal server (default: start a dev server)")
     p.add_argument("--namespace", default="default")
+    p.add_argument("--keys", type=Path, help="PAYLOAD_KEYS file (default: OUT/payload-keys.txt)")
     p.add_argument(
         "--scenario", action="append", choices=list(SCENARIOS), help="only these (repeatable)"
     )
@@ -304,9 +324,10 @@ async def amain(argv: list[str] | None = None) -> int:
     # The declined, out-of-stock and flaky-card scenarios fail activities on purpose.
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     scenarios = args.scenario or list(SCENARIOS)
+    converter = converter_for(args.keys or args.out / "payload-keys.txt")
     if args.address:
         settings = Settings(temporal_address=args.address, temporal_namespace=args.namespace)
-        client = await Client.connect(**connect_config(settings), data_converter=DATA_CONVERTER)
+        client = await Client.connect(**connect_config(settings), data_converter=converter)
         await record(args.out, client, args.address, scenarios, not args.no_cli_check)
         return 0
     cli = temporal_cli()
@@ -314,7 +335,7 @@ async def amain(argv: list[str] | None = None) -> int:
         p.error("the `temporal` CLI is not installed: run `make install` or give --address")
     env = await WorkflowEnvironment.start_local(
         namespace=args.namespace,
-        data_converter=DATA_CONVERTER,
+        data_converter=converter,
         dev_server_existing_path=cli,
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",

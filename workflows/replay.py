@@ -6,6 +6,10 @@
 
 Uses the worker's own configuration (workflows, data converter, sandbox), prints one line
 per history (id, type, events, OK or the nondeterminism error) and exits 1 if any fails.
+Payloads are decrypted with PAYLOAD_KEYS (else $DATA_DIR/payload_keys), as the worker's;
+the committed histories were recorded with tests/histories/payload-keys.txt:
+
+    PAYLOAD_KEYS=$(cat tests/histories/payload-keys.txt) python -m workflows.replay tests/histories
 """
 
 from __future__ import annotations
@@ -13,14 +17,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
+from core.codec import PayloadKeyError, data_converter
+from core.config import get_settings
 from core.runtime import exit_now
+from core.secrets import SecretFileError
+from core.temporal import connect_config
 
 
 @dataclass
@@ -39,11 +49,11 @@ class ReplayOutcome:
         return f"{self.workflow_id}\t{self.workflow_type}\t{self.events} events\t{verdict}"
 
 
-def build_replayer() -> Replayer:
-    from worker import DATA_CONVERTER, WORKFLOW_RUNNER, WORKFLOWS
+def build_replayer(converter: DataConverter) -> Replayer:
+    from worker import WORKFLOW_RUNNER, WORKFLOWS
 
     return Replayer(
-        workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER
+        workflows=list(WORKFLOWS), data_converter=converter, workflow_runner=WORKFLOW_RUNNER
     )
 
 
@@ -61,9 +71,8 @@ def workflow_type_of(history: WorkflowHistory) -> str:
 
 
 async def replay(
-    histories: AsyncIterator[WorkflowHistory], replayer: Replayer | None = None
+    histories: AsyncIterator[WorkflowHistory], replayer: Replayer
 ) -> list[ReplayOutcome]:
-    replayer = replayer or build_replayer()
     outcomes = []
     async for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
@@ -121,18 +130,19 @@ async def amain(argv: Sequence[str] | None = None) -> int:
     files: list[Path] = []
     for path in args.files:
         files.extend(sorted(path.rglob("*.json")) if path.is_dir() else [path])
-    outcomes = await replay(_from_files(files))
+    settings = get_settings()
+    converter = data_converter(settings)
+    replayer = build_replayer(converter)
+    outcomes = await replay(_from_files(files), replayer)
     if args.workflow_id or args.query:
-        from core.config import get_settings
-        from core.temporal import connect_config
-        from worker import DATA_CONVERTER
-
         overrides = {"temporal_address": args.address, "temporal_namespace": args.namespace}
-        settings = get_settings().model_copy(
+        settings = settings.model_copy(
             update={name: value for name, value in overrides.items() if value}
         )
-        client = await Client.connect(**connect_config(settings), data_converter=DATA_CONVERTER)
-        outcomes += await replay(_from_server(client, args.workflow_id, args.query, args.limit))
+        client = await Client.connect(**connect_config(settings), data_converter=converter)
+        outcomes += await replay(
+            _from_server(client, args.workflow_id, args.query, args.limit), replayer
+        )
     for outcome in outcomes:
         print(outcome.line())
     failed = sum(not o.ok for o in outcomes)
@@ -141,7 +151,11 @@ async def amain(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    exit_now(asyncio.run(amain()))
+    try:
+        code = asyncio.run(amain())
+    except (PayloadKeyError, SecretFileError) as err:
+        sys.exit(f"replay: {err}")
+    exit_now(code)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ async def refund(order_id: str) -> PaymentInfo:
 
 async def notify(user_id: str, order_id: str, kind: NotificationKind, why: str | None) -> None:
     """Tells the customer, once per order and kind; `why`: whoever cancelled's words, else
-    the failure reason's code."""
+    the failure reason's code (for a shipment: where it goes)."""
     message = f"Order {order_id} {kind.value.removeprefix('ORDER_').lower()}"
     await workflow.execute_activity_method(
         NotificationActivities.send_notification,

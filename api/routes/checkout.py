@@ -1,5 +1,8 @@
 """POST /checkout: starts a PlaceOrder workflow and answers 202 at once.
 
+The card number goes to the payment service only, which gives back a token bound to the
+customer: the workflow carries the token, so the number never reaches Temporal.
+
 Business failures (unknown user or product, no stock, declined card) are the saga's to
 find: the order then ends FAILED. With an `Idempotency-Key` the order id is derived from
 the key, so the workflow id is the deduplication: a retry starts nothing new. Once the
@@ -28,11 +31,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import (
+    GRPC_TIMEOUT,
     IDEMPOTENCY_NAMESPACE,
     ConnectorDep,
     EngineDep,
     IdempotencyKey,
     SettingsDep,
+    StubsDep,
     WatchDep,
 )
 from api.errors import ApiError
@@ -47,6 +52,7 @@ from core.messages import (
     PlaceOrderInput,
     workflow_id_for,
 )
+from proto.shop.v1 import payment_pb2
 from workflows.place_order import PlaceOrder
 
 log = logging.getLogger("api")
@@ -66,6 +72,7 @@ def request_hash(body: CheckoutCreate) -> str:
         "user_id": body.user_id,
         "items": [i.model_dump() for i in body.items],
         "card_last4": body.payment.card_number[-4:],
+        "shipping_address": body.shipping_address.model_dump(),
     }
     raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(raw.encode()).hexdigest()
@@ -82,6 +89,7 @@ async def checkout(
     connector: ConnectorDep,
     settings: SettingsDep,
     engine: EngineDep,
+    stubs: StubsDep,
     watch: WatchDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CheckoutPublic:
@@ -92,9 +100,14 @@ async def checkout(
     digest = request_hash(body)
     n = sum(i.quantity for i in body.items)
     items = [i.model_dump() for i in body.items]
+    address = body.shipping_address.model_dump()
     if idempotency_key is not None and (stored := await stored_order(engine, order_id)):
         # A retry of an order placed before; its workflow may be gone already.
         return await _replay(client, engine, order_id, digest, body, stored)
+    card = await stubs.payment.TokenizeCard(
+        payment_pb2.TokenizeCardRequest(user_id=body.user_id, card_number=body.payment.card_number),
+        timeout=GRPC_TIMEOUT,
+    )
     try:
         await client.start_workflow(
             PlaceOrder.run,
@@ -102,14 +115,21 @@ async def checkout(
                 order_id=order_id,
                 user_id=body.user_id,
                 items=[OrderItem(**i) for i in items],
-                card_number=body.payment.card_number,
+                card_token=card.token,
+                shipping_address=body.shipping_address.to_message(),
                 fulfilment_deadline_seconds=settings.fulfilment_deadline_seconds,
             ),
             id=wf_id,
             task_queue=settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            memo={"request_hash": digest, "user_id": body.user_id, "items": items},
+            # Encrypted like every payload: the address is no one's to read in Temporal.
+            memo={
+                "request_hash": digest,
+                "user_id": body.user_id,
+                "items": items,
+                "shipping_address": address,
+            },
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
@@ -124,7 +144,7 @@ async def checkout(
         )
     except WorkflowAlreadyStartedError:
         return await _replay(client, engine, order_id, digest, body)
-    watch.started(pending_snapshot(order_id, body.user_id, items, datetime.now(UTC)))
+    watch.started(pending_snapshot(order_id, body.user_id, items, datetime.now(UTC), address))
     log.info("order %s started for user %s (%d item(s))", order_id, body.user_id, n)
     return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=OrderStatus.PENDING)
 
@@ -155,10 +175,11 @@ async def _replay(
 
 
 def _asks_for(order: OrderSnapshot, body: CheckoutCreate) -> bool:
-    """Whether the request is the one that placed `order`: same user, same lines, and the
-    same card as far as the order knows it (its last four once charged, else "")."""
+    """Whether the request is the one that placed `order`: same user, lines and address,
+    and the same card as far as the order knows it (its last four once charged, else "")."""
     return (
         order.user_id == body.user_id
+        and order.shipping_address == body.shipping_address.to_message()
         and [(li.product_id, li.quantity) for li in order.items]
         == [(i.product_id, i.quantity) for i in body.items]
         and order.card_last4 in ("", body.payment.card_number[-4:])

@@ -30,6 +30,21 @@ class PaymentRow(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
 
 
+class CardRow(SQLModel, table=True):
+    """A card token, bound to the customer who made it. The number itself is not kept: the
+    simulated provider notes at tokenization how the card will behave (the test cards)."""
+
+    __tablename__ = "payment_cards"
+
+    token: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(max_length=64, index=True)
+    brand: str = Field(max_length=16)
+    last4: str = Field(max_length=4)
+    # PAYS, DECLINES or FAILS_TWICE: what charges with this card do.
+    behaviour: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+
+
 class LedgerRow(SQLModel, table=True):
     __tablename__ = "payment_ledger"
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 import grpc
 from sqlalchemy import Engine
@@ -27,14 +28,21 @@ from services.common import (
     transact,
     utcnow,
 )
-from services.payment.models import CAPTURE, DECLINE, REFUND, LedgerRow, PaymentRow
+from services.payment.models import CAPTURE, DECLINE, REFUND, CardRow, LedgerRow, PaymentRow
 
 log = logging.getLogger(__name__)
 
-# The simulated provider's test cards.
-DECLINED_CARD = "4000000000000002"
-FLAKY_CARD = "4000000000000119"
+# The simulated provider's test cards, and how charges with each behave (others pay).
+PAYS, DECLINES, FAILS_TWICE = "PAYS", "DECLINES", "FAILS_TWICE"
+TEST_CARDS = {"4000000000000002": DECLINES, "4000000000000119": FAILS_TWICE}
 FLAKY_FAILURES = 2
+# Issuer prefixes of the brands the shop names; anything else is "unknown".
+_BRANDS = (
+    ("amex", ("34", "37")),
+    ("discover", ("6011", "65")),
+    ("mastercard", tuple(str(p) for p in (*range(51, 56), *range(2221, 2721)))),
+    ("visa", ("4",)),
+)
 
 _ENTRY = {
     CAPTURE: payment_pb2.LEDGER_ENTRY_TYPE_CAPTURE,
@@ -63,6 +71,18 @@ def _card(number: str) -> str:
     if not (12 <= len(number) <= 19 and number.isascii() and number.isdigit()):
         raise InvalidArgument("card_number must be 12 to 19 digits", reason=Reason.INVALID_CARD)
     return number
+
+
+def brand_of(number: str) -> str:
+    return next((b for b, prefixes in _BRANDS if number.startswith(prefixes)), "unknown")
+
+
+def _token_refused(token: str) -> FailedPrecondition:
+    # Unknown and another customer's answer alike: a token cannot be probed for its owner.
+    return FailedPrecondition(
+        f"card token {token[:12]}... is not one of this customer's cards",
+        reason=Reason.CARD_TOKEN_INVALID,
+    )
 
 
 def _locked_row(session: Session, order_id: str) -> PaymentRow:
@@ -101,6 +121,30 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         self._engine = engine
 
     @grpc_method
+    async def TokenizeCard(
+        self, request: payment_pb2.TokenizeCardRequest, context: grpc.aio.ServicerContext
+    ) -> payment_pb2.CardToken:
+        """A new token for the card, bound to the customer; keeps brand and last four only."""
+        user_id = ident("user_id", request.user_id)
+        card = _card(request.card_number)
+        row = CardRow(
+            token=f"tok_{secrets.token_urlsafe(24)}",
+            user_id=user_id,
+            brand=brand_of(card),
+            last4=card[-4:],
+            behaviour=TEST_CARDS.get(card, PAYS),
+        )
+
+        def work(session: Session) -> CardRow:
+            session.add(row)
+            session.flush()
+            return row
+
+        await transact(self._engine, work)
+        log.info("card ****%s (%s) tokenized for user %s", row.last4, row.brand, user_id)
+        return payment_pb2.CardToken(token=row.token, brand=row.brand, last4=row.last4)
+
+    @grpc_method
     async def Charge(
         self, request: payment_pb2.ChargeRequest, context: grpc.aio.ServicerContext
     ) -> payment_pb2.PaymentResult:
@@ -115,8 +159,11 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         if amount < 1:
             raise InvalidArgument("amount_cents must be at least 1")
         over_limit = amount > MONEY_MAX
-        card = _card(request.card_number)
-        last4 = card[-4:]
+        user_id = ident("user_id", request.user_id)
+        token = ident("card_token", request.card_token)
+        card = await read(self._engine, lambda s: s.get(CardRow, token))
+        if card is None or card.user_id != user_id:
+            raise _token_refused(token)
 
         # Returns the error to raise after commit instead of raising it (which would roll
         # back the decline or the attempt count).
@@ -132,14 +179,14 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             if row.status == PaymentStatus.DECLINED:
                 return row, _declined()
             row.attempts += 1
-            row.card_last4 = last4
+            row.card_last4 = card.last4
             row.updated_at = utcnow()
-            if card == DECLINED_CARD or over_limit:
+            if card.behaviour == DECLINES or over_limit:
                 row.status = PaymentStatus.DECLINED
                 row.amount_cents = amount
                 _add_entry(session, order_id, DECLINE, amount, key)
                 outcome: DomainError | None = _declined()
-            elif card == FLAKY_CARD and row.attempts <= FLAKY_FAILURES:
+            elif card.behaviour == FAILS_TWICE and row.attempts <= FLAKY_FAILURES:
                 outcome = Unavailable("processing error, retry", reason=Reason.PROCESSING_ERROR)
             else:
                 row.status = PaymentStatus.CAPTURED

@@ -44,6 +44,7 @@ from services.payment.models import LedgerRow, PaymentRow
 from tests.api_fixtures import DECLINED_CARD as DECLINED
 from tests.api_fixtures import FLAKY_CARD as FLAKY
 from tests.api_fixtures import GOOD_CARD as PAYS
+from tests.api_fixtures import SHIPPING_ADDRESS
 from tests.harness import RunningStack, running_stack
 
 pytestmark = pytest.mark.timeout(400)
@@ -236,6 +237,7 @@ class Planned:
             "user_id": self.user,
             "items": [{"product_id": p, "quantity": q} for p, q in self.items],
             "payment": {"card_number": self.card},
+            "shipping_address": SHIPPING_ADDRESS,
         }
 
 

@@ -24,31 +24,35 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/shop/v1/payment.proto\x12\x07shop.v1\"s\n\rPaymentResult\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.shop.v1.PaymentStatus\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x12\n\ncard_last4\x18\x04 \x01(\t\"e\n\rChargeRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x02 \x01(\x03\x12\x13\n\x0b\x63\x61rd_number\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\":\n\rRefundRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"%\n\x11GetPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\x8a\x01\n\x0bLedgerEntry\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12&\n\x04type\x18\x02 \x01(\x0e\x32\x18.shop.v1.LedgerEntryType\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\"%\n\x11ListLedgerRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\";\n\x12ListLedgerResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.shop.v1.LedgerEntry*\xba\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13PAYMENT_STATUS_NONE\x10\x01\x12\x1b\n\x17PAYMENT_STATUS_CAPTURED\x10\x02\x12\x1b\n\x17PAYMENT_STATUS_DECLINED\x10\x03\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x04\x12\x19\n\x15PAYMENT_STATUS_VOIDED\x10\x05*\x90\x01\n\x0fLedgerEntryType\x12!\n\x1dLEDGER_ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19LEDGER_ENTRY_TYPE_CAPTURE\x10\x01\x12\x1c\n\x18LEDGER_ENTRY_TYPE_REFUND\x10\x02\x12\x1d\n\x19LEDGER_ENTRY_TYPE_DECLINE\x10\x03\x32\x8d\x02\n\x0ePaymentService\x12\x38\n\x06\x43harge\x12\x16.shop.v1.ChargeRequest\x1a\x16.shop.v1.PaymentResult\x12\x38\n\x06Refund\x12\x16.shop.v1.RefundRequest\x1a\x16.shop.v1.PaymentResult\x12@\n\nGetPayment\x12\x1a.shop.v1.GetPaymentRequest\x1a\x16.shop.v1.PaymentResult\x12\x45\n\nListLedger\x12\x1a.shop.v1.ListLedgerRequest\x1a\x1b.shop.v1.ListLedgerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/shop/v1/payment.proto\x12\x07shop.v1\"s\n\rPaymentResult\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.shop.v1.PaymentStatus\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x12\n\ncard_last4\x18\x04 \x01(\t\";\n\x13TokenizeCardRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61rd_number\x18\x02 \x01(\t\"8\n\tCardToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x62rand\x18\x02 \x01(\t\x12\r\n\x05last4\x18\x03 \x01(\t\"\x88\x01\n\rChargeRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12\x12\n\ncard_token\x18\x06 \x01(\tJ\x04\x08\x03\x10\x04R\x0b\x63\x61rd_number\":\n\rRefundRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\"%\n\x11GetPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\x8a\x01\n\x0bLedgerEntry\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12&\n\x04type\x18\x02 \x01(\x0e\x32\x18.shop.v1.LedgerEntryType\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\"%\n\x11ListLedgerRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\";\n\x12ListLedgerResponse\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.shop.v1.LedgerEntry*\xba\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13PAYMENT_STATUS_NONE\x10\x01\x12\x1b\n\x17PAYMENT_STATUS_CAPTURED\x10\x02\x12\x1b\n\x17PAYMENT_STATUS_DECLINED\x10\x03\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x04\x12\x19\n\x15PAYMENT_STATUS_VOIDED\x10\x05*\x90\x01\n\x0fLedgerEntryType\x12!\n\x1dLEDGER_ENTRY_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19LEDGER_ENTRY_TYPE_CAPTURE\x10\x01\x12\x1c\n\x18LEDGER_ENTRY_TYPE_REFUND\x10\x02\x12\x1d\n\x19LEDGER_ENTRY_TYPE_DECLINE\x10\x03\x32\xcf\x02\n\x0ePaymentService\x12@\n\x0cTokenizeCard\x12\x1c.shop.v1.TokenizeCardRequest\x1a\x12.shop.v1.CardToken\x12\x38\n\x06\x43harge\x12\x16.shop.v1.ChargeRequest\x1a\x16.shop.v1.PaymentResult\x12\x38\n\x06Refund\x12\x16.shop.v1.RefundRequest\x1a\x16.shop.v1.PaymentResult\x12@\n\nGetPayment\x12\x1a.shop.v1.GetPaymentRequest\x1a\x16.shop.v1.PaymentResult\x12\x45\n\nListLedger\x12\x1a.shop.v1.ListLedgerRequest\x1a\x1b.shop.v1.ListLedgerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.shop.v1.payment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTSTATUS']._serialized_start=601
-  _globals['_PAYMENTSTATUS']._serialized_end=787
-  _globals['_LEDGERENTRYTYPE']._serialized_start=790
-  _globals['_LEDGERENTRYTYPE']._serialized_end=934
+  _globals['_PAYMENTSTATUS']._serialized_start=756
+  _globals['_PAYMENTSTATUS']._serialized_end=942
+  _globals['_LEDGERENTRYTYPE']._serialized_start=945
+  _globals['_LEDGERENTRYTYPE']._serialized_end=1089
   _globals['_PAYMENTRESULT']._serialized_start=40
   _globals['_PAYMENTRESULT']._serialized_end=155
-  _globals['_CHARGEREQUEST']._serialized_start=157
-  _globals['_CHARGEREQUEST']._serialized_end=258
-  _globals['_REFUNDREQUEST']._serialized_start=260
-  _globals['_REFUNDREQUEST']._serialized_end=318
-  _globals['_GETPAYMENTREQUEST']._serialized_start=320
-  _globals['_GETPAYMENTREQUEST']._serialized_end=357
-  _globals['_LEDGERENTRY']._serialized_start=360
-  _globals['_LEDGERENTRY']._serialized_end=498
-  _globals['_LISTLEDGERREQUEST']._serialized_start=500
-  _globals['_LISTLEDGERREQUEST']._serialized_end=537
-  _globals['_LISTLEDGERRESPONSE']._serialized_start=539
-  _globals['_LISTLEDGERRESPONSE']._serialized_end=598
-  _globals['_PAYMENTSERVICE']._serialized_start=937
-  _globals['_PAYMENTSERVICE']._serialized_end=1206
+  _globals['_TOKENIZECARDREQUEST']._serialized_start=157
+  _globals['_TOKENIZECARDREQUEST']._serialized_end=216
+  _globals['_CARDTOKEN']._serialized_start=218
+  _globals['_CARDTOKEN']._serialized_end=274
+  _globals['_CHARGEREQUEST']._serialized_start=277
+  _globals['_CHARGEREQUEST']._serialized_end=413
+  _globals['_REFUNDREQUEST']._serialized_start=415
+  _globals['_REFUNDREQUEST']._serialized_end=473
+  _globals['_GETPAYMENTREQUEST']._serialized_start=475
+  _globals['_GETPAYMENTREQUEST']._serialized_end=512
+  _globals['_LEDGERENTRY']._serialized_start=515
+  _globals['_LEDGERENTRY']._serialized_end=653
+  _globals['_LISTLEDGERREQUEST']._serialized_start=655
+  _globals['_LISTLEDGERREQUEST']._serialized_end=692
+  _globals['_LISTLEDGERRESPONSE']._serialized_start=694
+  _globals['_LISTLEDGERRESPONSE']._serialized_end=753
+  _globals['_PAYMENTSERVICE']._serialized_start=1092
+  _globals['_PAYMENTSERVICE']._serialized_end=1427
 # @@protoc_insertion_point(module_scope)

@@ -45,17 +45,37 @@ class PaymentResult(_message.Message):
     card_last4: str
     def __init__(self, order_id: _Optional[str] = ..., status: _Optional[_Union[PaymentStatus, str]] = ..., amount_cents: _Optional[int] = ..., card_last4: _Optional[str] = ...) -> None: ...
 
+class TokenizeCardRequest(_message.Message):
+    __slots__ = ("user_id", "card_number")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    card_number: str
+    def __init__(self, user_id: _Optional[str] = ..., card_number: _Optional[str] = ...) -> None: ...
+
+class CardToken(_message.Message):
+    __slots__ = ("token", "brand", "last4")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    BRAND_FIELD_NUMBER: _ClassVar[int]
+    LAST4_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    brand: str
+    last4: str
+    def __init__(self, token: _Optional[str] = ..., brand: _Optional[str] = ..., last4: _Optional[str] = ...) -> None: ...
+
 class ChargeRequest(_message.Message):
-    __slots__ = ("order_id", "amount_cents", "card_number", "idempotency_key")
+    __slots__ = ("order_id", "amount_cents", "idempotency_key", "user_id", "card_token")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
-    CARD_NUMBER_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_TOKEN_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     amount_cents: int
-    card_number: str
     idempotency_key: str
-    def __init__(self, order_id: _Optional[str] = ..., amount_cents: _Optional[int] = ..., card_number: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    user_id: str
+    card_token: str
+    def __init__(self, order_id: _Optional[str] = ..., amount_cents: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., user_id: _Optional[str] = ..., card_token: _Optional[str] = ...) -> None: ...
 
 class RefundRequest(_message.Message):
     __slots__ = ("order_id", "idempotency_key")

@@ -35,6 +35,11 @@ class PaymentServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.TokenizeCard = channel.unary_unary(
+                '/shop.v1.PaymentService/TokenizeCard',
+                request_serializer=proto_dot_shop_dot_v1_dot_payment__pb2.TokenizeCardRequest.SerializeToString,
+                response_deserializer=proto_dot_shop_dot_v1_dot_payment__pb2.CardToken.FromString,
+                _registered_method=True)
         self.Charge = channel.unary_unary(
                 '/shop.v1.PaymentService/Charge',
                 request_serializer=proto_dot_shop_dot_v1_dot_payment__pb2.ChargeRequest.SerializeToString,
@@ -61,10 +66,19 @@ class PaymentServiceServicer:
     """A simulated card provider with a ledger of captures, refunds and declines.
     """
 
+    def TokenizeCard(self, request, context):
+        """Exchanges a card number for a token bound to the customer (the number is not kept:
+        only its brand and last four). Only the token travels further (Temporal, logs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Charge(self, request, context):
-        """Captures amount_cents for an order. Idempotent by idempotency_key and by order:
-        an order is captured at most once. FAILED_PRECONDITION "card declined" is final;
-        UNAVAILABLE "processing error" is transient and may be retried.
+        """Captures amount_cents for an order with the customer's card token. Idempotent by
+        idempotency_key and by order: an order is captured at most once. FAILED_PRECONDITION
+        "card declined" is final, and so is CARD_TOKEN_INVALID (unknown, or another
+        customer's token); UNAVAILABLE "processing error" is transient and may be retried.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,6 +109,11 @@ class PaymentServiceServicer:
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'TokenizeCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.TokenizeCard,
+                    request_deserializer=proto_dot_shop_dot_v1_dot_payment__pb2.TokenizeCardRequest.FromString,
+                    response_serializer=proto_dot_shop_dot_v1_dot_payment__pb2.CardToken.SerializeToString,
+            ),
             'Charge': grpc.unary_unary_rpc_method_handler(
                     servicer.Charge,
                     request_deserializer=proto_dot_shop_dot_v1_dot_payment__pb2.ChargeRequest.FromString,
@@ -126,6 +145,33 @@ def add_PaymentServiceServicer_to_server(servicer, server):
 class PaymentService:
     """A simulated card provider with a ledger of captures, refunds and declines.
     """
+
+    @staticmethod
+    def TokenizeCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.PaymentService/TokenizeCard',
+            proto_dot_shop_dot_v1_dot_payment__pb2.TokenizeCardRequest.SerializeToString,
+            proto_dot_shop_dot_v1_dot_payment__pb2.CardToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Charge(request,

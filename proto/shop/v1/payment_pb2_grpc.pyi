@@ -33,10 +33,15 @@ class PaymentServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PaymentServiceAsyncStub: ...
+    TokenizeCard: _grpc.UnaryUnaryMultiCallable[_payment_pb2.TokenizeCardRequest, _payment_pb2.CardToken]
+    """Exchanges a card number for a token bound to the customer (the number is not kept:
+    only its brand and last four). Only the token travels further (Temporal, logs).
+    """
     Charge: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ChargeRequest, _payment_pb2.PaymentResult]
-    """Captures amount_cents for an order. Idempotent by idempotency_key and by order:
-    an order is captured at most once. FAILED_PRECONDITION "card declined" is final;
-    UNAVAILABLE "processing error" is transient and may be retried.
+    """Captures amount_cents for an order with the customer's card token. Idempotent by
+    idempotency_key and by order: an order is captured at most once. FAILED_PRECONDITION
+    "card declined" is final, and so is CARD_TOKEN_INVALID (unknown, or another
+    customer's token); UNAVAILABLE "processing error" is transient and may be retried.
     """
     Refund: _grpc.UnaryUnaryMultiCallable[_payment_pb2.RefundRequest, _payment_pb2.PaymentResult]
     """Refunds an order's capture in full, once. Refunding an order with no capture
@@ -52,10 +57,15 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     """A simulated card provider with a ledger of captures, refunds and declines."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    TokenizeCard: _aio.UnaryUnaryMultiCallable[_payment_pb2.TokenizeCardRequest, _payment_pb2.CardToken]  # type: ignore[assignment]
+    """Exchanges a card number for a token bound to the customer (the number is not kept:
+    only its brand and last four). Only the token travels further (Temporal, logs).
+    """
     Charge: _aio.UnaryUnaryMultiCallable[_payment_pb2.ChargeRequest, _payment_pb2.PaymentResult]  # type: ignore[assignment]
-    """Captures amount_cents for an order. Idempotent by idempotency_key and by order:
-    an order is captured at most once. FAILED_PRECONDITION "card declined" is final;
-    UNAVAILABLE "processing error" is transient and may be retried.
+    """Captures amount_cents for an order with the customer's card token. Idempotent by
+    idempotency_key and by order: an order is captured at most once. FAILED_PRECONDITION
+    "card declined" is final, and so is CARD_TOKEN_INVALID (unknown, or another
+    customer's token); UNAVAILABLE "processing error" is transient and may be retried.
     """
     Refund: _aio.UnaryUnaryMultiCallable[_payment_pb2.RefundRequest, _payment_pb2.PaymentResult]  # type: ignore[assignment]
     """Refunds an order's capture in full, once. Refunding an order with no capture
@@ -70,14 +80,25 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """A simulated card provider with a ledger of captures, refunds and declines."""
 
     @_abc_1.abstractmethod
+    def TokenizeCard(
+        self,
+        request: _payment_pb2.TokenizeCardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.CardToken, _abc.Awaitable[_payment_pb2.CardToken]]:
+        """Exchanges a card number for a token bound to the customer (the number is not kept:
+        only its brand and last four). Only the token travels further (Temporal, logs).
+        """
+
+    @_abc_1.abstractmethod
     def Charge(
         self,
         request: _payment_pb2.ChargeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.PaymentResult, _abc.Awaitable[_payment_pb2.PaymentResult]]:
-        """Captures amount_cents for an order. Idempotent by idempotency_key and by order:
-        an order is captured at most once. FAILED_PRECONDITION "card declined" is final;
-        UNAVAILABLE "processing error" is transient and may be retried.
+        """Captures amount_cents for an order with the customer's card token. Idempotent by
+        idempotency_key and by order: an order is captured at most once. FAILED_PRECONDITION
+        "card declined" is final, and so is CARD_TOKEN_INVALID (unknown, or another
+        customer's token); UNAVAILABLE "processing error" is transient and may be retried.
         """
 
     @_abc_1.abstractmethod
