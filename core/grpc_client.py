@@ -124,7 +124,7 @@ class Stubs:
         return cls.on(open_channel(target, credentials, retry=retry))
 
     async def close(self) -> None:
-        await self.channel.close()
+        await self.channel.close(grace=None)
 
     async def __aenter__(self) -> Stubs:
         return self

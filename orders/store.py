@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, RowMapping, Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.messages import OrderSnapshot
 from orders.models import OrderRecord, utcnow
 
-ORDERS: Table = OrderRecord.__table__  # type: ignore[assignment]
+ORDERS: Table = OrderRecord.__table__  # type: ignore[attr-defined]  # set by SQLModel at run time
 SNAPSHOT_COLUMNS = (
     "order_id",
     "user_id",
@@ -49,17 +49,17 @@ def apply_snapshot(db: Connection, snap: OrderSnapshot) -> bool:
     data = snap.model_dump(mode="json")
     values = {name: data[name] for name in SNAPSHOT_COLUMNS} | {"updated_at": utcnow()}
     insert = pg_insert if db.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(ORDERS).values(created_at=values["updated_at"], **values)
-    stmt = stmt.on_conflict_do_update(
+    row = insert(ORDERS).values(created_at=values["updated_at"], **values)
+    stmt = row.on_conflict_do_update(
         index_elements=[ORDERS.c.order_id],
-        set_={name: stmt.excluded[name] for name in values if name != "order_id"},
-        where=ORDERS.c.version < stmt.excluded.version,
+        set_={name: row.excluded[name] for name in values if name != "order_id"},
+        where=ORDERS.c.version < row.excluded.version,
     ).returning(ORDERS.c.order_id)
     # A row comes back only when it was inserted or updated (rowcount is not reliable here).
     return db.execute(stmt).first() is not None
 
 
-def to_snapshot(row: Mapping[str, Any]) -> OrderSnapshot:
+def to_snapshot(row: RowMapping | Mapping[str, Any]) -> OrderSnapshot:
     return OrderSnapshot.model_validate({name: row[name] for name in SNAPSHOT_COLUMNS})
 
 

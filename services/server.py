@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE_NAME
-from grpc_health.v1.health import aio as health_aio
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # untyped
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
@@ -84,7 +84,7 @@ def _specs() -> dict[str, _Spec]:
     }
 
 
-class _Health(health_aio.HealthServicer):
+class _Health(health_aio.HealthServicer):  # type: ignore[misc]  # grpc_health is untyped
     """The standard health service, SERVING for the given names from the start.
 
     `set` is async and create_server is not; before the server starts nobody can watch,

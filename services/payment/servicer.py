@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 import secrets
 
-import grpc
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -21,6 +20,7 @@ from proto.shop.v1 import payment_pb2, payment_pb2_grpc
 from services.common import (
     KEY_MAX,
     MONEY_MAX,
+    Context,
     grpc_method,
     ident,
     read,
@@ -122,7 +122,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
 
     @grpc_method
     async def TokenizeCard(
-        self, request: payment_pb2.TokenizeCardRequest, context: grpc.aio.ServicerContext
+        self, request: payment_pb2.TokenizeCardRequest, context: Context
     ) -> payment_pb2.CardToken:
         """A new token for the card, bound to the customer; keeps brand and last four only."""
         user_id = ident("user_id", request.user_id)
@@ -146,7 +146,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
 
     @grpc_method
     async def Charge(
-        self, request: payment_pb2.ChargeRequest, context: grpc.aio.ServicerContext
+        self, request: payment_pb2.ChargeRequest, context: Context
     ) -> payment_pb2.PaymentResult:
         """Captures amount_cents once per order; PAYMENT_DECLINED is final, UNAVAILABLE not.
 
@@ -206,7 +206,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
 
     @grpc_method
     async def Refund(
-        self, request: payment_pb2.RefundRequest, context: grpc.aio.ServicerContext
+        self, request: payment_pb2.RefundRequest, context: Context
     ) -> payment_pb2.PaymentResult:
         """Refunds the capture in full, once. Without a capture the order becomes VOIDED
         (a later charge is refused); a DECLINED order stays DECLINED, which refuses it too.
@@ -232,7 +232,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
 
     @grpc_method
     async def GetPayment(
-        self, request: payment_pb2.GetPaymentRequest, context: grpc.aio.ServicerContext
+        self, request: payment_pb2.GetPaymentRequest, context: Context
     ) -> payment_pb2.PaymentResult:
         """The order's payment state; NONE when nothing happened."""
         order_id = ident("order_id", request.order_id)
@@ -241,7 +241,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
 
     @grpc_method
     async def ListLedger(
-        self, request: payment_pb2.ListLedgerRequest, context: grpc.aio.ServicerContext
+        self, request: payment_pb2.ListLedgerRequest, context: Context
     ) -> payment_pb2.ListLedgerResponse:
         """The order's ledger entries, oldest first."""
         order_id = ident("order_id", request.order_id)
