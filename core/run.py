@@ -100,6 +100,9 @@ def child_env(settings: Settings) -> dict[str, str]:
         API_HOST=settings.api_host,
         API_PORT=str(settings.api_port),
         FAULT_RATE=str(settings.fault_rate),
+        RATE_LIMIT=settings.rate_limit,
+        LOGIN_RATE_LIMIT=settings.login_rate_limit,
+        RATE_LIMIT_STORAGE_URL=settings.rate_limit_storage_url,
         LOG_LEVEL=settings.log_level,
         PYTHONUNBUFFERED="1",
     )

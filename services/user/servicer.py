@@ -144,7 +144,8 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         """The user with this email and password; UNAUTHENTICATED (INVALID_CREDENTIALS)
         otherwise, the same for an unknown email as for a wrong password."""
         key = request.email.strip().lower()
-        row = await read(self._engine, lambda s: _by_email(s, key)) if key else None
+        looked_up = 0 < len(key) <= EMAIL_MAX and "\x00" not in key
+        row = await read(self._engine, lambda s: _by_email(s, key)) if looked_up else None
         stored = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
         ok = await asyncio.to_thread(_HASHER.verify, request.password, stored)
         if row is None or row.password_hash is None or not ok:
