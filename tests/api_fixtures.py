@@ -93,7 +93,8 @@ class Stack:
         }
         r = await self.http.post("/products", json=body)
         assert r.status_code == 201, r.text
-        return r.json()
+        product: dict[str, Any] = r.json()
+        return product
 
     async def checkout(
         self,

@@ -233,7 +233,7 @@ async def test_users_me_and_the_token(stack: Stack, world: World) -> None:
 
 
 def _none_token(claims: dict[str, Any]) -> str:
-    return jwt.encode(claims, None, algorithm="none")
+    return jwt.encode(claims, "", algorithm="none")
 
 
 # HS512 with our 256-bit secret is the point of one of the tokens.

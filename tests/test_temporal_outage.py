@@ -119,8 +119,8 @@ async def test_api_answers_503_while_temporal_is_down_and_recovers(
 ) -> None:
     http, relay = outage
     email = f"{uuid.uuid4().hex[:8]}@x.io"
-    body = {"email": email, "name": "A", "password": PASSWORD}
-    user = await http.post("/users", json=body)
+    signup = {"email": email, "name": "A", "password": PASSWORD}
+    user = await http.post("/users", json=signup)
     assert user.status_code == 201, user.text  # the services answer without Temporal
     customer = bearer(await log_in(http, email, PASSWORD))
     product = await http.post(
