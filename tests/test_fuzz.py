@@ -34,7 +34,7 @@ from api.models import (
     UserCreate,
 )
 from core.secrets import resolved_admin_password
-from tests.api_fixtures import log_in
+from tests.api_fixtures import PASSWORD, log_in
 from tests.harness import running_stack
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -156,7 +156,7 @@ def test_the_documented_name_pattern_is_what_the_api_accepts(text: str) -> None:
     # The services refuse a blank name and a NUL; the API, as its schema says, before them.
     assert SCHEMAS["UserCreate"]["properties"]["name"]["pattern"] == NOT_BLANK_PATTERN
     documented = _documented(UserCreate, "name", text)
-    assert _accepts(UserCreate, email="ada@example.com", name=text) == documented
+    assert _accepts(UserCreate, email="ada@example.com", name=text, password=PASSWORD) == documented
     assert _accepts(CancelCreate, reason=text) == documented
     assert documented == (0 < len(text) <= 200 and bool(text.strip()) and "\x00" not in text)
 
@@ -198,7 +198,7 @@ def test_the_documented_sku_pattern_is_what_the_api_accepts(sku: str) -> None:
 def test_sign_up_refuses_the_documented_special_use_domains(email: str, accepted: bool) -> None:
     schema = SCHEMAS["UserCreate"]["properties"]["email"]
     assert schema["format"] == "email" and schema["not"]["pattern"] == SPECIAL_USE_EMAIL_PATTERN
-    assert _accepts(UserCreate, email=email, name="Ada") == accepted
+    assert _accepts(UserCreate, email=email, name="Ada", password=PASSWORD) == accepted
     if re.search(SPECIAL_USE_EMAIL_PATTERN, email):
         assert not accepted
 
@@ -209,4 +209,4 @@ def test_sign_up_accepts_every_address_of_the_email_format(email: str) -> None:
     """Addresses drawn as a client reads `format: email` (RFC 5322 dot-atoms on registered
     top-level domains) are accepted, unless the schema's `not` excludes them."""
     assert re.search(SPECIAL_USE_EMAIL_PATTERN, email) is None
-    assert _accepts(UserCreate, email=email, name="Ada")
+    assert _accepts(UserCreate, email=email, name="Ada", password=PASSWORD)
