@@ -34,7 +34,9 @@ ADMIN_RETRY_EVERY = 2.0
 
 
 async def ensure_admin(stubs: Stubs, settings: Settings) -> None:
-    """Creates the ADMIN_EMAIL account, or brings its password and role up to date."""
+    """Creates the ADMIN_EMAIL account, or brings its password and role up to date; raises
+    when the services refuse it (an invalid ADMIN_EMAIL or ADMIN_PASSWORD), which stops the
+    start-up."""
     request = user_pb2.CreateUserRequest(
         email=settings.admin_email,
         name="Admin",
@@ -45,6 +47,8 @@ async def ensure_admin(stubs: Stubs, settings: Settings) -> None:
         try:
             await stubs.user.UpsertUser(request, timeout=GRPC_TIMEOUT, wait_for_ready=True)
         except grpc.aio.AioRpcError as err:
+            if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise RuntimeError(f"the admin account is refused: {err.details()}") from None
             log.warning("admin account not ready yet: %s", err.code().name)
             await asyncio.sleep(ADMIN_RETRY_EVERY)
         else:

@@ -19,9 +19,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from pydantic import SecretStr
 
 from api.main import create_app
-from core.secrets import resolved_jwt_secret
+from core.secrets import resolved_admin_password, resolved_jwt_secret
 from core.tokens import ADMIN_ROLE, CUSTOMER_ROLE, issue_access_token
 from tests.api_fixtures import DECLINED_CARD, PASSWORD, Stack, bearer
 
@@ -399,3 +400,32 @@ async def test_zero_turns_a_limit_off(stack: Stack, world: World) -> None:
         wrong = {"username": world.owner_email, "password": "wrong password"}
         for _ in range(15):
             assert (await http.post("/auth/token", data=wrong)).status_code == 401
+
+
+# --- the admin account -------------------------------------------------------------------
+
+
+async def test_each_start_brings_the_admin_account_up_to_date(stack: Stack) -> None:
+    settings = stack.settings
+    old = {"username": settings.admin_email, "password": resolved_admin_password(settings)}
+    new = {"username": settings.admin_email, "password": f"new-{uuid.uuid4().hex}"}
+    changed = settings.model_copy(update={"admin_password": SecretStr(new["password"])})
+    app = create_app(changed, client=stack.client)
+    try:
+        async with app.router.lifespan_context(app):
+            assert (await stack.http.post("/auth/token", data=new)).status_code == 200
+            assert (await stack.http.post("/auth/token", data=old)).status_code == 401
+    finally:
+        app = create_app(settings, client=stack.client)
+        async with app.router.lifespan_context(app):
+            assert (await stack.http.post("/auth/token", data=old)).status_code == 200
+
+
+async def test_an_admin_password_the_services_refuse_stops_the_start(stack: Stack) -> None:
+    short = SecretStr("short")
+    app = create_app(
+        stack.settings.model_copy(update={"admin_password": short}), client=stack.client
+    )
+    with pytest.raises(RuntimeError, match="the admin account is refused: password must be"):
+        async with app.router.lifespan_context(app):
+            pass
