@@ -22,7 +22,8 @@ install: $(STAMP)
 
 # Regenerates requirements.lock from pyproject.toml (with the test extra) from PyPI, for
 # every platform; existing pins stay unless LOCK_ARGS=--upgrade.
-lock: install
+lock: $(PY)
+	$(PY) -m pip install --quiet uv
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 \
 		--generate-hashes --custom-compile-command "make lock" --output-file requirements.lock --quiet \
 		$(LOCK_ARGS)

@@ -27,12 +27,20 @@ log = logging.getLogger("api")
 class ApiError(Exception):
     """An HTTP error with the contract's shape; raise it from routes and dependencies."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers
 
 
 def not_found(what: str, ident: str) -> ApiError:
@@ -61,9 +69,13 @@ def error_body(code: str, message: str, details: Any | None = None) -> dict[str,
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(code, message, details), status_code=status)
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
 # What a failed gRPC call means over HTTP, keyed by the reason the service attached
@@ -139,7 +151,7 @@ def _documented_methods(req: Request) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

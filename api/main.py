@@ -2,27 +2,64 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import grpc
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api.deps import TemporalConnector
+from api.deps import GRPC_TIMEOUT, TemporalConnector
 from api.errors import install_error_handlers
-from api.routes import checkout, health, orders, products, users
+from api.rate_limits import RateLimits
+from api.routes import auth, checkout, health, orders, products, users
 from api.watch import OrderWatch
 from core.config import Settings, get_settings
 from core.db import make_engine, migrate
 from core.grpc_client import Stubs, channel_credentials
 from core.runtime import freeze_startup_objects
+from core.secrets import resolved_admin_password, resolved_jwt_secret
+from core.tokens import ADMIN_ROLE
+from proto.shop.v1 import user_pb2
 
 log = logging.getLogger("api")
 
+# How long the start-up waits for the admin account before going on without it (the
+# services may still be starting); it is retried in the background until it is there.
+ADMIN_WAIT = 10.0
+ADMIN_RETRY_EVERY = 2.0
+
+
+async def ensure_admin(stubs: Stubs, settings: Settings) -> None:
+    """Creates the ADMIN_EMAIL account, or brings its password and role up to date; raises
+    when the services refuse it (an invalid ADMIN_EMAIL or ADMIN_PASSWORD), which stops the
+    start-up."""
+    request = user_pb2.CreateUserRequest(
+        email=settings.admin_email,
+        name="Admin",
+        password=resolved_admin_password(settings),
+        role=ADMIN_ROLE,
+    )
+    while True:
+        try:
+            await stubs.user.UpsertUser(request, timeout=GRPC_TIMEOUT, wait_for_ready=True)
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise RuntimeError(f"the admin account is refused: {err.details()}") from None
+            log.warning("admin account not ready yet: %s", err.code().name)
+            await asyncio.sleep(ADMIN_RETRY_EVERY)
+        else:
+            log.info("admin account %s ready", settings.admin_email)
+            return
+
+
 TAGS = [
     {"name": "health", "description": "Is every part of the stack up?"},
-    {"name": "users", "description": "Customers and their notifications."},
+    {"name": "auth", "description": "Log in (OAuth2 password flow) for a bearer token."},
+    {"name": "users", "description": "Registration, the caller's user and notifications."},
     {"name": "products", "description": "The catalogue and its stock."},
     {"name": "checkout", "description": "Place an order (starts a PlaceOrder saga)."},
     {"name": "orders", "description": "Follow, cancel, ship and deliver orders."},
@@ -47,6 +84,11 @@ def create_app(
         app.state.engine = engine
         app.state.temporal = connector
         app.state.stubs = stubs
+        app.state.jwt_secret = resolved_jwt_secret(settings)
+        app.state.rate_limits = RateLimits(settings)
+        admin = asyncio.create_task(ensure_admin(stubs, settings))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(admin), ADMIN_WAIT)
         app.state.watch = watch = OrderWatch(engine)
         watch.start()
         if client is None:
@@ -62,6 +104,7 @@ def create_app(
         try:
             yield
         finally:
+            admin.cancel()
             await watch.stop()
             await stubs.close()
             engine.dispose()
@@ -74,6 +117,6 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, users, products, checkout, orders):
+    for module in (health, auth, users, products, checkout, orders):
         app.include_router(module.router)
     return app

@@ -15,6 +15,7 @@ from pydantic import (
     EmailStr,
     Field,
     JsonValue,
+    SecretStr,
     StringConstraints,
     field_validator,
 )
@@ -64,10 +65,13 @@ class ErrorResponse(BaseModel):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` documenting the error model for the given statuses."""
     text = {
-        404: "Not found",
+        401: "No valid bearer token (none, malformed, forged or expired)",
+        403: "Only an admin may do this",
+        404: "Not found (also what belongs to another customer)",
         409: "Conflict",
         422: "Invalid request: a parameter, a header or the body (also one that is not JSON)",
         502: "A backend (Temporal, gRPC services) failed unexpectedly",
+        429: "Too many requests: try again after `Retry-After` seconds",
         503: "A backend (Temporal, gRPC services, database) is unavailable; try again shortly",
     }
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}
@@ -106,12 +110,23 @@ class UserCreate(BaseModel):
         json_schema_extra={"not": {"pattern": SPECIAL_USE_EMAIL_PATTERN}},
     )
     name: Name
+    # A SecretStr: never in a repr, a log line or an error's details.
+    password: SecretStr = Field(min_length=8, max_length=128, examples=["correct horse battery"])
 
 
 class UserPublic(BaseModel):
     id: str
     email: str
     name: str
+    role: str = Field(examples=["customer"], description="customer | admin")
+
+
+class TokenPublic(BaseModel):
+    """An OAuth2 bearer token (RFC 6749, section 5.1)."""
+
+    access_token: str
+    token_type: str = Field(examples=["bearer"])
+    expires_in: int = Field(description="seconds")
 
 
 class NotificationPublic(BaseModel):
@@ -216,7 +231,7 @@ class ShippingAddressCreate(BaseModel):
 
 
 class CheckoutCreate(BaseModel):
-    user_id: Id
+    user_id: Id | None = Field(default=None, description="optional: the caller's own id")
     items: list[CheckoutItem] = Field(min_length=1, max_length=50)
     payment: PaymentDetails
     shipping_address: ShippingAddressCreate

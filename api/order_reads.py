@@ -121,20 +121,18 @@ async def find_order(client: Client | None, engine: Engine, order_id: str) -> Or
     return snap
 
 
-async def order_exists(client: Client | None, engine: Engine, order_id: str) -> bool:
-    if await stored_order(engine, order_id) is not None:
-        return True
+async def order_owner(client: Client | None, engine: Engine, order_id: str) -> str:
+    """The id of the order's customer, from the read model or the workflow's start (a
+    describe, answered by the server alone); ApiError 404 when there is no such order."""
+    stored = await stored_order(engine, order_id)
+    if stored is not None:
+        return stored.user_id
     if client is None:
         raise temporal_unavailable()
-    try:
-        await client.get_workflow_handle(workflow_id_for(order_id)).describe(
-            rpc_timeout=QUERY_TIMEOUT
-        )
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
+    started = await pending_from_memo(client, order_id)
+    if started is None:
+        raise not_found("order", order_id)
+    return started.user_id
 
 
 async def order_to_follow(

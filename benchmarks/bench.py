@@ -57,6 +57,7 @@ from core.run import (
     start_stack,
 )
 from core.runtime import exit_now, freeze_startup_objects
+from core.secrets import resolved_admin_password
 from worker import WORKER_OPTIONS, WORKFLOW_RUNNER, compile_sandboxed_modules, connect
 
 GOOD_CARD = "4242424242424242"
@@ -134,12 +135,24 @@ async def _bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[None
 # --- (a) the saga through REST ------------------------------------------------------------
 
 
-async def seed_catalogue(http: httpx.AsyncClient, stock: int) -> tuple[str, str]:
-    """One user and one product with `stock` units, through the API: (user_id, product_id)."""
+async def log_in(http: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
+    """POST /auth/token: the headers of the user's requests."""
+    r = await http.post("/auth/token", data={"username": email, "password": password})
+    r.raise_for_status()
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+async def seed_catalogue(
+    http: httpx.AsyncClient, settings: Settings, stock: int
+) -> tuple[str, str]:
+    """One customer and one product with `stock` units, through the API: (user_id,
+    product_id). The admin creates the product; `http` then sends the customer's token."""
     tag = uuid.uuid4().hex[:10]
-    r = await http.post("/users", json={"email": f"bench-{tag}@example.com", "name": "Bench"})
+    email, password = f"bench-{tag}@example.com", uuid.uuid4().hex
+    r = await http.post("/users", json={"email": email, "name": "Bench", "password": password})
     r.raise_for_status()
     user_id: str = r.json()["id"]
+    admin = await log_in(http, settings.admin_email, resolved_admin_password(settings))
     product = {
         "sku": f"BENCH-{tag}",
         "name": "Benchmark beans",
@@ -148,9 +161,10 @@ async def seed_catalogue(http: httpx.AsyncClient, stock: int) -> tuple[str, str]
         "stock": stock,
         "category": "bench",
     }
-    r = await http.post("/products", json=product)
+    r = await http.post("/products", json=product, headers=admin)
     r.raise_for_status()
     product_id: str = r.json()["id"]
+    http.headers.update(await log_in(http, email, password))
     return user_id, product_id
 
 
@@ -391,7 +405,7 @@ async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -
     limits = httpx.Limits(max_connections=args.concurrency + 5)
     async with httpx.AsyncClient(base_url=api_url(settings), timeout=30, limits=limits) as http:
         stock = args.rounds * args.orders + args.warmup + 10
-        user_id, product_id = await seed_catalogue(http, stock)
+        user_id, product_id = await seed_catalogue(http, settings, stock)
         say(f"seeded user {user_id} and product {product_id}")
         if args.warmup:
             await measure_saga(http, user_id, product_id, args.warmup, args.concurrency)
@@ -496,6 +510,8 @@ async def main_async(args: argparse.Namespace) -> int:
         codec_port=free_port(),
         fault_rate=0.0,
         log_level=args.log_level,
+        # Every order comes from one customer: no rate limit measures the stack, not it.
+        rate_limit="0",
     )
     sup = Supervisor(child_env(settings))
     loop = asyncio.get_running_loop()

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     admin_email: str = "admin@example.com"
     admin_password: SecretStr = SecretStr("")
     access_token_minutes: int = Field(default=60, gt=0)
+    # `limits` notation ("120/minute", "5 per second"); "0" turns the limit off.
+    rate_limit: str = "120/minute"
+    login_rate_limit: str = "10/minute"
+    # memory:// counts per API process; redis://host:6379 shares the counters between replicas.
+    rate_limit_storage_url: str = "memory://"
     codec_host: str = "127.0.0.1"
     codec_port: int = 8081
     # Comma-separated in the environment; empty means the Web UI's origin.

@@ -39,6 +39,8 @@ class Reason(StrEnum):
     PRODUCT_ID_TAKEN = "PRODUCT_ID_TAKEN"
     SKU_TAKEN = "SKU_TAKEN"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    # An unknown email or a wrong password: one reason for both, so emails cannot be probed.
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     # A charge after the order's payment was refunded or voided (a refund came first).
     PAYMENT_VOIDED = "PAYMENT_VOIDED"
     INSUFFICIENT_STOCK = "INSUFFICIENT_STOCK"
@@ -79,6 +81,10 @@ class AlreadyExists(DomainError):
 
 class FailedPrecondition(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unauthenticated(DomainError):
+    code = grpc.StatusCode.UNAUTHENTICATED
 
 
 class Unavailable(DomainError):

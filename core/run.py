@@ -39,7 +39,8 @@ from core.config import Settings
 from core.grpc_client import Stubs, channel_credentials
 from core.messages import SEARCH_ATTRIBUTES
 from core.runtime import exit_now
-from core.seed import SeedResult, seed
+from core.secrets import resolved_admin_password
+from core.seed import DEMO_USER_EMAIL, DEMO_USER_PASSWORD, SeedResult, seed
 from core.temporal import connect_config
 
 T = TypeVar("T")
@@ -108,6 +109,9 @@ def child_env(settings: Settings) -> dict[str, str]:
         CODEC_PORT=str(settings.codec_port),
         TEMPORAL_UI_PORT=str(settings.temporal_ui_port),
         FAULT_RATE=str(settings.fault_rate),
+        RATE_LIMIT=settings.rate_limit,
+        LOGIN_RATE_LIMIT=settings.login_rate_limit,
+        RATE_LIMIT_STORAGE_URL=settings.rate_limit_storage_url,
         LOG_LEVEL=settings.log_level,
         PYTHONUNBUFFERED="1",
     )
@@ -406,12 +410,13 @@ def banner(settings: Settings, seeded: SeedResult, *, dev_server: bool) -> str:
           else "(the Web UI of the server at TEMPORAL_ADDRESS)")  # fmt: skip
     product = seeded.product_ids[0] if seeded.product_ids else "prod-espresso"
     body = json.dumps(
-        {"user_id": seeded.user_id, "items": [{"product_id": product, "quantity": 1}],
+        {"items": [{"product_id": product, "quantity": 1}],
          "payment": {"card_number": "4242424242424242"},
          "shipping_address": {"name": "Demo Customer", "line1": "1 Main St", "city": "Berlin",
                               "postal_code": "10115", "country": "DE"}},
         separators=(",", ":"),
     )  # fmt: skip
+    admin_password = resolved_admin_password(settings)
     warnings = "".join(f"  warning: {w}\n" for w in seeded.warnings)
     return f"""
 Ready.
@@ -420,14 +425,16 @@ Ready.
   Temporal        {temporal_address}, namespace {settings.temporal_namespace}, task queue {settings.temporal_task_queue}
   gRPC services   {settings.grpc_target}
   Database        {make_url(settings.database_url).render_as_string(hide_password=True)}
-  Demo user       {seeded.user_id}
+  Demo user       {seeded.user_id}: log in as {DEMO_USER_EMAIL} / {DEMO_USER_PASSWORD}
+  Admin           log in as {settings.admin_email} / {admin_password}
   Demo products   {", ".join(seeded.product_ids)}
 {warnings}
-Place an order:
-  curl -s -X POST {api}/checkout -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '{body}'
+Log in (as the demo customer), then place an order:
+  TOKEN=$(curl -s -X POST {api}/auth/token -d username={DEMO_USER_EMAIL} -d password={DEMO_USER_PASSWORD} | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s -X POST {api}/checkout -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' -d '{body}'
 Follow it (ORDER_ID from the answer):
-  curl -s {api}/orders/ORDER_ID
-  curl -N {api}/orders/ORDER_ID/events
+  curl -s {api}/orders/ORDER_ID -H "Authorization: Bearer $TOKEN"
+  curl -N {api}/orders/ORDER_ID/events -H "Authorization: Bearer $TOKEN"
   {cli} workflow query --workflow-id order-ORDER_ID --name status
   {cli} workflow list --query 'OrderStatus="PAID"'
 Ctrl-C stops everything.

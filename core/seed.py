@@ -1,4 +1,5 @@
-"""Seeds a demo user and a demo catalogue through the gRPC services, idempotently.
+"""Seeds a demo customer (who can log in) and a demo catalogue through the gRPC services,
+idempotently. (The admin account is the API's to make, at its start.)
 
 `make run` calls `seed` once the services answer; `python -m core.seed` does the same
 against `GRPC_TARGET`. Every id is fixed and stock is added with an idempotency key, so
@@ -23,6 +24,8 @@ log = logging.getLogger("seed")
 DEMO_USER_ID = "demo-user"
 DEMO_USER_EMAIL = "demo@example.com"
 DEMO_USER_NAME = "Demo Customer"
+# A demo account's password is no secret: `make run` prints it, the README uses it.
+DEMO_USER_PASSWORD = "demo-password"
 
 
 @dataclass(frozen=True)
@@ -84,18 +87,25 @@ async def seed(stubs: Stubs, timeout: float = 10.0) -> SeedResult:
     """Creates the demo user and products (or finds them) and gives each product its stock."""
     result = SeedResult()
 
-    await _created_or_exists(
-        stubs.user.CreateUser(
-            user_pb2.CreateUserRequest(id=DEMO_USER_ID, email=DEMO_USER_EMAIL, name=DEMO_USER_NAME),
-            timeout=timeout,
-        )
+    demo = user_pb2.CreateUserRequest(
+        id=DEMO_USER_ID, email=DEMO_USER_EMAIL, name=DEMO_USER_NAME, password=DEMO_USER_PASSWORD
     )
-    # ALREADY_EXISTS also means "email taken by someone else": check the id really exists.
-    got = stubs.user.GetUser(user_pb2.GetUserRequest(id=DEMO_USER_ID), timeout=timeout)
-    if not await _exists(got):
-        result.warnings.append(
-            f"user {DEMO_USER_ID!r} not created: {DEMO_USER_EMAIL} belongs to another user"
-        )
+    if not await _created_or_exists(stubs.user.CreateUser(demo, timeout=timeout)):
+        # ALREADY_EXISTS also means "email taken by someone else": check the id is ours.
+        try:
+            got = await stubs.user.GetUser(
+                user_pb2.GetUserRequest(id=DEMO_USER_ID), timeout=timeout
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            result.warnings.append(
+                f"user {DEMO_USER_ID!r} not created: {DEMO_USER_EMAIL} belongs to another user"
+            )
+        else:
+            if got.email.lower() == DEMO_USER_EMAIL:
+                # A demo user from before passwords (or with another one) can log in again.
+                await stubs.user.UpsertUser(demo, timeout=timeout)
 
     for p in DEMO_PRODUCTS:
         await _created_or_exists(
@@ -133,7 +143,7 @@ async def main() -> None:
         result = await seed(stubs)
     for warning in result.warnings:
         log.warning("%s", warning)
-    print(f"demo user: {result.user_id}")
+    print(f"demo user: {result.user_id} ({DEMO_USER_EMAIL} / {DEMO_USER_PASSWORD})")
     print(f"demo products: {', '.join(result.product_ids)}")
 
 

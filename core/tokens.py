@@ -10,6 +10,8 @@ import jwt
 
 ALGORITHM = "HS256"
 ADMIN_ROLE = "admin"
+CUSTOMER_ROLE = "customer"
+ROLES = (CUSTOMER_ROLE, ADMIN_ROLE)
 _CLAIMS = ["sub", "role", "iat", "exp"]
 
 

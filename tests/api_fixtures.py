@@ -10,7 +10,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -25,6 +26,8 @@ from api.main import create_app
 from core.config import Settings
 from core.db import make_engine
 from core.grpc_client import Stubs
+from core.secrets import resolved_admin_password, resolved_jwt_secret
+from core.tokens import CUSTOMER_ROLE, issue_access_token
 from services.server import create_server
 
 GOOD_CARD = "4242424242424242"
@@ -40,19 +43,51 @@ SHIPPING_ADDRESS = {
 }
 
 
+PASSWORD = "correct horse battery"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def log_in(http: httpx.AsyncClient, email: str, password: str) -> str:
+    """POST /auth/token as a client does: the access token."""
+    r = await http.post("/auth/token", data={"username": email, "password": password})
+    assert r.status_code == 200, r.text
+    token: str = r.json()["access_token"]
+    return token
+
+
 @dataclass
 class Stack:
+    """`http` sends the admin's token; a customer's requests go with `as_user(user_id)`."""
+
     http: httpx.AsyncClient
     app: FastAPI
     client: Client
     engine: Engine
     settings: Settings
+    tokens: dict[str, str] = field(default_factory=dict)
 
     async def create_user(self, name: str = "Ada") -> dict[str, Any]:
+        """Registers a customer and logs them in (their token then goes with `as_user`)."""
         email = f"{uuid.uuid4().hex[:10]}@example.com"
-        r = await self.http.post("/users", json={"email": email, "name": name})
+        body = {"email": email, "name": name, "password": PASSWORD}
+        r = await self.http.post("/users", json=body)
         assert r.status_code == 201, r.text
-        return r.json()
+        user: dict[str, Any] = r.json()
+        self.tokens[user["id"]] = await log_in(self.http, email, PASSWORD)
+        return user
+
+    def as_user(self, user_id: str) -> dict[str, str]:
+        """The headers of a request by this customer. An id no customer has gets a token
+        signed for it, as one whose user was deleted since."""
+        if user_id not in self.tokens:
+            secret = resolved_jwt_secret(self.settings)
+            self.tokens[user_id] = issue_access_token(
+                secret, user_id, CUSTOMER_ROLE, timedelta(hours=1)
+            )
+        return bearer(self.tokens[user_id])
 
     async def create_product(
         self, stock: int = 10, price_cents: int = 1500, category: str = "books"
@@ -67,7 +102,8 @@ class Stack:
         }
         r = await self.http.post("/products", json=body)
         assert r.status_code == 201, r.text
-        return r.json()
+        product: dict[str, Any] = r.json()
+        return product
 
     async def checkout(
         self,
@@ -82,7 +118,7 @@ class Stack:
             "payment": {"card_number": card},
             "shipping_address": SHIPPING_ADDRESS,
         }
-        headers = {"Idempotency-Key": key} if key else {}
+        headers = self.as_user(user_id) | ({"Idempotency-Key": key} if key else {})
         return await self.http.post("/checkout", json=body, headers=headers)
 
     async def place(self, user_id: str, items: list[tuple[str, int]], card: str = GOOD_CARD) -> str:
@@ -118,6 +154,9 @@ async def stack(
         data_dir=tmp,
         database_url=db_url,
         temporal_task_queue=f"api-{uuid.uuid4().hex[:12]}",
+        # Rate limits are tested on an app of their own (tests/test_authz.py).
+        rate_limit="0",
+        login_rate_limit="0",
     )
     engine = make_engine(settings.database_url)
     server, port = create_server("127.0.0.1:0", engine, fault_rate=0.0)
@@ -133,6 +172,8 @@ async def stack(
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://api", timeout=60
             ) as http:
+                admin = await log_in(http, settings.admin_email, resolved_admin_password(settings))
+                http.headers.update(bearer(admin))
                 yield Stack(
                     http=http, app=app, client=dev_env.client, engine=engine, settings=settings
                 )

@@ -13,6 +13,7 @@ from tests.api_fixtures import (
     DECLINED_CARD,
     FLAKY_CARD,
     GOOD_CARD,
+    PASSWORD,
     SHIPPING_ADDRESS,
     Stack,
 )
@@ -37,12 +38,18 @@ def statuses(order: dict[str, Any]) -> list[str]:
 async def test_creates_with_an_idempotency_key_are_safe_to_retry(stack: Stack) -> None:
     key = {"Idempotency-Key": f"signup-{uuid.uuid4().hex}"}
     email = f"{uuid.uuid4().hex[:8]}@example.com"
-    first = await stack.http.post("/users", json={"email": email, "name": "Ada"}, headers=key)
-    again = await stack.http.post("/users", json={"email": email, "name": "Ada"}, headers=key)
+    first = await stack.http.post(
+        "/users", json={"email": email, "name": "Ada", "password": PASSWORD}, headers=key
+    )
+    again = await stack.http.post(
+        "/users", json={"email": email, "name": "Ada", "password": PASSWORD}, headers=key
+    )
     assert first.status_code == again.status_code == 201, again.text
     assert first.json() == again.json()
     # The same key for another user is a conflict, not a second user under that id.
-    other = await stack.http.post("/users", json={"email": f"x{email}", "name": "Bob"}, headers=key)
+    other = await stack.http.post(
+        "/users", json={"email": f"x{email}", "name": "Bob", "password": PASSWORD}, headers=key
+    )
     assert other.status_code == 409, other.text
     assert_error(other.json(), "IDEMPOTENCY_KEY_REUSED")
 
@@ -75,10 +82,13 @@ async def test_health_ok(stack: Stack) -> None:
 
 async def test_users(stack: Stack) -> None:
     email = f"{uuid.uuid4().hex[:8]}@example.com"
-    r = await stack.http.post("/users", json={"email": email, "name": "Grace"})
+    # A role in the body is ignored: registration makes customers only.
+    body = {"email": email, "name": "Grace", "password": PASSWORD, "role": "admin"}
+    r = await stack.http.post("/users", json=body)
     assert r.status_code == 201, r.text
     user = r.json()
     assert user["email"] == email and user["name"] == "Grace" and user["id"]
+    assert user["role"] == "customer" and set(user) == {"id", "email", "name", "role"}
 
     r = await stack.http.get(f"/users/{user['id']}")
     assert r.status_code == 200 and r.json() == user
@@ -87,11 +97,20 @@ async def test_users(stack: Stack) -> None:
     assert r.status_code == 404
     assert_error(r.json())
 
-    r = await stack.http.post("/users", json={"email": email, "name": "Other"})
+    r = await stack.http.post(
+        "/users", json={"email": email, "name": "Other", "password": PASSWORD}
+    )
     assert r.status_code == 409
     assert_error(r.json())
 
-    for bad in ({"email": "no-at-sign", "name": "X"}, {"email": "a@b.c", "name": ""}, {}):
+    for bad in (
+        {"email": "no-at-sign", "name": "X", "password": PASSWORD},
+        {"email": "a@b.c", "name": "", "password": PASSWORD},
+        {"email": f"x{email}", "name": "X"},
+        {"email": f"x{email}", "name": "X", "password": "7 chars"},
+        {"email": f"x{email}", "name": "X", "password": "x" * 129},
+        {},
+    ):
         r = await stack.http.post("/users", json=bad)
         assert r.status_code == 422, (bad, r.text)
         assert_error(r.json(), "VALIDATION_ERROR")

@@ -53,7 +53,7 @@ async def _stored_past_retention(
 ) -> str:
     """The read model's row of an order placed with `key` 40 days ago, whose workflow the
     server has dropped; its id."""
-    order_id = order_id_for(key)
+    order_id = order_id_for(user_id, key)
     at = datetime.now(UTC) - timedelta(days=40)
     stored = OrderSnapshot.model_validate(
         {

@@ -15,7 +15,8 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS
+from core.secrets import resolved_admin_password
+from tests.api_fixtures import GOOD_CARD, PASSWORD, SHIPPING_ADDRESS, bearer, log_in
 from tests.conftest import binary
 from tests.harness import RunningStack, running_stack, uid
 
@@ -45,10 +46,16 @@ async def until_status(
 
 
 async def test_checkout_pays_and_a_cli_cancel_refunds(processes: RunningStack) -> None:
+    settings = processes.settings
     async with httpx.AsyncClient(base_url=processes.api_url, timeout=30) as http:
-        r = await http.post("/users", json={"email": f"{uid()}@example.com", "name": "E2E"})
+        email = f"{uid()}@example.com"
+        r = await http.post("/users", json={"email": email, "name": "E2E", "password": PASSWORD})
         assert r.status_code == 201, r.text
         user = r.json()["id"]
+        customer = bearer(await log_in(http, email, PASSWORD))
+        # The admin account the API made at its start, with the password in DATA_DIR.
+        admin_password = resolved_admin_password(settings)
+        http.headers.update(bearer(await log_in(http, settings.admin_email, admin_password)))
         product = {
             "sku": uid("SKU-"), "name": "Widget", "description": "e2e",
             "price_cents": 1999, "stock": 3, "category": "e2e",
@@ -62,7 +69,7 @@ async def test_checkout_pays_and_a_cli_cancel_refunds(processes: RunningStack) -
             "payment": {"card_number": GOOD_CARD},
             "shipping_address": SHIPPING_ADDRESS,
         }
-        r = await http.post("/checkout", json=body, headers={"Idempotency-Key": uid()})
+        r = await http.post("/checkout", json=body, headers={"Idempotency-Key": uid()} | customer)
         assert r.status_code == 202, r.text
         order_id = r.json()["order_id"]
 
@@ -81,7 +88,8 @@ async def test_checkout_pays_and_a_cli_cancel_refunds(processes: RunningStack) -
         assert (order["failure_reason"], order["cancel_reason"]) == ("CANCELLED_BY_CUSTOMER", "x")
         assert order["payment_status"] == "REFUNDED"
         assert (await http.get(f"/products/{product_id}")).json()["stock"] == 3
-        ledger = (await http.get(f"/orders/{order_id}/payments")).json()
+        # The customer follows their own order; the admin could, too.
+        ledger = (await http.get(f"/orders/{order_id}/payments", headers=customer)).json()
         assert [(e["type"], e["amount_cents"]) for e in ledger] == [
             ("CAPTURE", 2 * 1999),
             ("REFUND", 2 * 1999),

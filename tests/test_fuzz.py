@@ -13,9 +13,11 @@ import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,6 +33,8 @@ from api.models import (
     ProductCreate,
     UserCreate,
 )
+from core.secrets import resolved_admin_password
+from tests.api_fixtures import PASSWORD, log_in
 from tests.harness import running_stack
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -40,23 +44,36 @@ RUN_TIMEOUT = 200.0
 SCHEMAS = create_app().openapi()["components"]["schemas"]
 
 
+@dataclass
+class FuzzedApi:
+    url: str
+    admin_token: str
+
+
 @pytest.fixture(scope="module")
-async def api_url(
+async def api(
     dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[str]:
+) -> AsyncIterator[FuzzedApi]:
     """The services, the worker and the API as processes (as `make run` starts them), on the
-    session's dev server, a task queue of their own and SQLite."""
+    session's dev server, a task queue of their own and SQLite; no rate limits (schemathesis
+    sends thousands of requests from one address), and the admin's token."""
     address = dev_env.client.service_client.config.target_host
-    async with running_stack(address, tmp_path_factory.mktemp("fuzz")) as stack:
-        yield stack.api_url
+    data_dir = tmp_path_factory.mktemp("fuzz")
+    async with running_stack(address, data_dir, rate_limit="0", login_rate_limit="0") as stack:
+        settings = stack.settings
+        async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+            token = await log_in(http, settings.admin_email, resolved_admin_password(settings))
+        yield FuzzedApi(stack.api_url, token)
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 60)
-async def test_schemathesis_finds_no_disagreement(api_url: str, tmp_path: Path) -> None:
+async def test_schemathesis_finds_no_disagreement(api: FuzzedApi, tmp_path: Path) -> None:
     # Awaited, not run blocking: the supervisor's event loop keeps draining the children's
     # output meanwhile.
     proc = await asyncio.create_subprocess_exec(
-        str(SCHEMATHESIS), "run", f"{api_url}/openapi.json",
+        str(SCHEMATHESIS), "run", f"{api.url}/openapi.json",
+        # As the admin, who may call every route (the 401s and 403s are tests/test_authz.py's).
+        "--header", f"Authorization: Bearer {api.admin_token}",
         "--checks", "all",
         "--phases", "examples,coverage,fuzzing,stateful",
         "--max-examples", str(MAX_EXAMPLES),
@@ -139,7 +156,7 @@ def test_the_documented_name_pattern_is_what_the_api_accepts(text: str) -> None:
     # The services refuse a blank name and a NUL; the API, as its schema says, before them.
     assert SCHEMAS["UserCreate"]["properties"]["name"]["pattern"] == NOT_BLANK_PATTERN
     documented = _documented(UserCreate, "name", text)
-    assert _accepts(UserCreate, email="ada@example.com", name=text) == documented
+    assert _accepts(UserCreate, email="ada@example.com", name=text, password=PASSWORD) == documented
     assert _accepts(CancelCreate, reason=text) == documented
     assert documented == (0 < len(text) <= 200 and bool(text.strip()) and "\x00" not in text)
 
@@ -181,7 +198,7 @@ def test_the_documented_sku_pattern_is_what_the_api_accepts(sku: str) -> None:
 def test_sign_up_refuses_the_documented_special_use_domains(email: str, accepted: bool) -> None:
     schema = SCHEMAS["UserCreate"]["properties"]["email"]
     assert schema["format"] == "email" and schema["not"]["pattern"] == SPECIAL_USE_EMAIL_PATTERN
-    assert _accepts(UserCreate, email=email, name="Ada") == accepted
+    assert _accepts(UserCreate, email=email, name="Ada", password=PASSWORD) == accepted
     if re.search(SPECIAL_USE_EMAIL_PATTERN, email):
         assert not accepted
 
@@ -192,4 +209,4 @@ def test_sign_up_accepts_every_address_of_the_email_format(email: str) -> None:
     """Addresses drawn as a client reads `format: email` (RFC 5322 dot-atoms on registered
     top-level domains) are accepted, unless the schema's `not` excludes them."""
     assert re.search(SPECIAL_USE_EMAIL_PATTERN, email) is None
-    assert _accepts(UserCreate, email=email, name="Ada")
+    assert _accepts(UserCreate, email=email, name="Ada", password=PASSWORD)

@@ -26,9 +26,9 @@ from core.messages import (
     ShippingAddress,
     workflow_id_for,
 )
-from core.seed import DEMO_PRODUCTS, DEMO_USER_ID, seed
+from core.seed import DEMO_PRODUCTS, DEMO_USER_EMAIL, DEMO_USER_ID, DEMO_USER_PASSWORD, seed
 from proto.shop.v1 import payment_pb2, payment_pb2_grpc
-from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS
+from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS, bearer, log_in
 from tests.harness import RunningStack, running_stack
 
 pytestmark = pytest.mark.timeout(120)
@@ -101,6 +101,8 @@ async def test_worker_sigterm_finishes_in_flight_work_and_a_new_worker_carries_o
 async def test_api_exits_cleanly_on_sigterm(processes: RunningStack) -> None:
     async with httpx.AsyncClient(base_url=processes.api_url, timeout=10) as http:
         assert (await http.get("/products")).status_code == 200
+        token = await log_in(http, DEMO_USER_EMAIL, DEMO_USER_PASSWORD)
+        assert (await http.get("/users/me", headers=bearer(token))).status_code == 200
     code = await processes.stop("api")
     log = processes.log("api")
     # uvicorn shuts down gracefully, then re-raises the signal it caught: -SIGTERM is the

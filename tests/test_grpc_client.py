@@ -23,6 +23,7 @@ from proto.shop.v1 import (
 )
 from services.faults import INJECTED, MUTATING
 from services.server import create_server
+from tests.api_fixtures import PASSWORD
 from tests.harness import uid
 
 FAULT_RATE = 0.3
@@ -109,7 +110,11 @@ async def test_the_api_answers_despite_injected_faults(
                 for i in range(CALLS):
                     # With a key and without one: either way the API sends an id, so the
                     # create is safe to repeat.
-                    body = {"email": f"{uid()}@example.com", "name": f"Retry {i}"}
+                    body = {
+                        "email": f"{uid()}@example.com",
+                        "name": f"Retry {i}",
+                        "password": PASSWORD,
+                    }
                     r = await http.post("/users", json=body, headers=keyed if i == 0 else {})
                     assert r.status_code == 201, r.text
         assert sum((injected() - before).values()) > 0

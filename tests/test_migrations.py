@@ -47,7 +47,10 @@ def test_migrating_again_changes_nothing_and_keeps_the_rows(fresh_engine: Engine
     migrate(fresh_engine)
     with fresh_engine.begin() as conn:
         conn.execute(
-            text("INSERT INTO user_users VALUES ('u1', 'a@x.io', 'a@x.io', 'A', :at)"),
+            text(
+                "INSERT INTO user_users (id, email, email_key, name, created_at)"
+                " VALUES ('u1', 'a@x.io', 'a@x.io', 'A', :at)"
+            ),
             {"at": "2026-01-01T00:00:00+00:00"},
         )
     migrate(fresh_engine)

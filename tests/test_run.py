@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -20,7 +21,14 @@ from core.config import Settings
 from core.db import make_engine
 from core.grpc_client import Stubs
 from core.run import Supervisor, banner, child_env, dev_server_command
-from core.seed import DEMO_PRODUCTS, DEMO_USER_EMAIL, DEMO_USER_ID, SeedResult, seed
+from core.seed import (
+    DEMO_PRODUCTS,
+    DEMO_USER_EMAIL,
+    DEMO_USER_ID,
+    DEMO_USER_PASSWORD,
+    SeedResult,
+    seed,
+)
 from proto.shop.v1 import (
     inventory_pb2,
     inventory_pb2_grpc,
@@ -29,6 +37,7 @@ from proto.shop.v1 import (
     user_pb2,
     user_pb2_grpc,
 )
+from tests.api_fixtures import bearer, log_in
 from tests.harness import free_port, uid
 
 
@@ -62,6 +71,13 @@ async def test_make_run_starts_seeds_says_ready_and_stops_on_sigterm(
         assert f"Demo user       {DEMO_USER_ID}" in banner_text
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as http:
             listed = (await http.get("/products")).json()
+            # Both printed logins work.
+            logins = re.findall(r"log in as (\S+) / (\S+)", banner_text)
+            assert len(logins) == 2, banner_text
+            for (email, password), role in zip(logins, ("customer", "admin"), strict=True):
+                token = await log_in(http, email, password)
+                me = await http.get("/users/me", headers=bearer(token))
+                assert (me.json()["email"], me.json()["role"]) == (email, role)
         assert {p.id for p in DEMO_PRODUCTS} <= {p["id"] for p in listed}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{codec_port}") as http:
             assert (await http.get("/health")).json() == {"status": "ok"}
@@ -112,14 +128,17 @@ def test_children_get_one_consistent_environment(tmp_path: Path) -> None:
     assert (again.database_url, again.grpc_target) == (settings.database_url, settings.grpc_target)
 
 
-def test_banner_has_a_ready_to_paste_checkout() -> None:
-    text = banner(
-        Settings(api_port=18000), SeedResult(product_ids=["prod-espresso"]), dev_server=True
-    )
-    assert "curl -s -X POST localhost:18000/checkout" in text
+def test_banner_has_a_ready_to_paste_checkout(tmp_path: Path) -> None:
+    settings = Settings(api_port=18000, data_dir=tmp_path)
+    text = banner(settings, SeedResult(product_ids=["prod-espresso"]), dev_server=True)
+    assert "curl -s -X POST localhost:18000/auth/token -d username=demo@example.com" in text
+    assert 'curl -s -X POST localhost:18000/checkout -H "Authorization: Bearer $TOKEN"' in text
     assert "-H 'Idempotency-Key: demo-1'" in text
-    assert '"product_id":"prod-espresso"' in text and '"user_id":"demo-user"' in text
+    assert '"product_id":"prod-espresso"' in text and "user_id" not in text
     assert "http://localhost:18000/docs" in text
+    # The admin's password, generated once into DATA_DIR, is printed with its email.
+    admin_password = (tmp_path / "admin_password").read_text().strip()
+    assert f"log in as admin@example.com / {admin_password}" in text
 
 
 async def test_supervisor_names_a_dead_child_and_stops_the_rest() -> None:
@@ -256,3 +275,7 @@ async def test_seeding_twice_leaves_the_same_users_products_and_stock(
     assert after_first["user"] == (DEMO_USER_ID, DEMO_USER_EMAIL)
     assert after_first["products"] == sorted((p.id, p.sku, p.price_cents) for p in DEMO_PRODUCTS)
     assert after_first["stock"] == {p.id: p.stock for p in DEMO_PRODUCTS}
+    # The demo customer can log in with the password the banner prints.
+    users = user_pb2_grpc.UserServiceStub(services_channel)
+    login = user_pb2.AuthenticateRequest(email=DEMO_USER_EMAIL, password=DEMO_USER_PASSWORD)
+    assert (await users.Authenticate(login)).id == DEMO_USER_ID

@@ -4,8 +4,11 @@ import re
 from typing import TYPE_CHECKING
 
 import grpc
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 from proto.shop.v1 import user_pb2
+from services.user.models import UserRow
 from tests.harness import uid
 
 if TYPE_CHECKING:
@@ -68,3 +71,62 @@ async def test_invalid_users(stubs: Stubs, expect_error: ExpectError) -> None:
             stubs.user.GetUser(user_pb2.GetUserRequest(id=user_id)),
             grpc.StatusCode.INVALID_ARGUMENT,
         )
+
+
+async def test_authenticate_checks_the_password(
+    stubs: Stubs, expect_error: ExpectError, engine: Engine
+) -> None:
+    email, password = f"{uid()}@example.com", "correct horse battery"
+    user = await stubs.user.CreateUser(
+        user_pb2.CreateUserRequest(email=email, name="Ada", password=password)
+    )
+    assert user.role == "customer"
+    # Only the Argon2 hash is stored.
+    with Session(engine) as session:
+        stored = session.get(UserRow, user.id)
+    assert stored is not None and stored.password_hash is not None
+    assert stored.password_hash.startswith("$argon2id$") and password not in stored.password_hash
+    found = await stubs.user.Authenticate(
+        user_pb2.AuthenticateRequest(email=email.upper(), password=password)
+    )
+    assert found == user
+    # A wrong password, an unknown email and a user without a password: the same answer.
+    no_password = f"{uid()}@example.com"
+    await stubs.user.CreateUser(user_pb2.CreateUserRequest(email=no_password, name="Old"))
+    for who, pw in [
+        (email, "wrong password"),
+        (f"{uid()}@example.com", password),
+        (no_password, ""),
+    ]:
+        await expect_error(
+            stubs.user.Authenticate(user_pb2.AuthenticateRequest(email=who, password=pw)),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "INVALID_CREDENTIALS",
+        )
+
+
+async def test_passwords_and_roles_are_checked(stubs: Stubs, expect_error: ExpectError) -> None:
+    for req in [
+        user_pb2.CreateUserRequest(email=f"{uid()}@example.com", name="A", password="short"),
+        user_pb2.CreateUserRequest(email=f"{uid()}@example.com", name="A", password="x" * 129),
+        user_pb2.CreateUserRequest(email=f"{uid()}@example.com", name="A", role="root"),
+    ]:
+        await expect_error(stubs.user.CreateUser(req), grpc.StatusCode.INVALID_ARGUMENT)
+
+
+async def test_upsert_creates_then_updates_by_email(stubs: Stubs) -> None:
+    email = f"{uid()}@example.com"
+    first = await stubs.user.UpsertUser(
+        user_pb2.CreateUserRequest(
+            email=email, name="Admin", password="first password", role="admin"
+        )
+    )
+    assert first.role == "admin"
+    again = await stubs.user.UpsertUser(
+        user_pb2.CreateUserRequest(
+            email=email, name="Boss", password="second password", role="admin"
+        )
+    )
+    assert (again.id, again.name) == (first.id, "Boss")
+    auth = user_pb2.AuthenticateRequest(email=email, password="second password")
+    assert (await stubs.user.Authenticate(auth)).id == first.id

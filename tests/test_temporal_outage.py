@@ -23,8 +23,9 @@ from api.main import create_app
 from core.config import Settings
 from core.db import make_engine
 from core.grpc_client import Stubs
+from core.secrets import resolved_admin_password
 from services.server import create_server
-from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS
+from tests.api_fixtures import GOOD_CARD, PASSWORD, SHIPPING_ADDRESS, bearer, log_in
 from tests.conftest import TEST_PAYLOAD_KEYS
 
 pytestmark = pytest.mark.timeout(90)
@@ -106,6 +107,8 @@ async def outage(
                 async with httpx.AsyncClient(
                     transport=transport, base_url="http://api", timeout=60
                 ) as http:
+                    admin = resolved_admin_password(settings)
+                    http.headers.update(bearer(await log_in(http, settings.admin_email, admin)))
                     yield http, relay
     finally:
         await relay.down()
@@ -117,8 +120,11 @@ async def test_api_answers_503_while_temporal_is_down_and_recovers(
     outage: tuple[httpx.AsyncClient, Relay],
 ) -> None:
     http, relay = outage
-    user = await http.post("/users", json={"email": f"{uuid.uuid4().hex[:8]}@x.io", "name": "A"})
+    email = f"{uuid.uuid4().hex[:8]}@x.io"
+    signup = {"email": email, "name": "A", "password": PASSWORD}
+    user = await http.post("/users", json=signup)
     assert user.status_code == 201, user.text  # the services answer without Temporal
+    customer = bearer(await log_in(http, email, PASSWORD))
     product = await http.post(
         "/products",
         json={"sku": uuid.uuid4().hex[:10], "name": "P", "description": "", "price_cents": 500,
@@ -138,7 +144,7 @@ async def test_api_answers_503_while_temporal_is_down_and_recovers(
     assert report["temporal"] != "ok" and report["services"] == report["database"] == "ok"
     assert "temporal" in report["error"]["message"]
 
-    down = await asyncio.wait_for(http.post("/checkout", json=body), timeout=30)
+    down = await asyncio.wait_for(http.post("/checkout", json=body, headers=customer), timeout=30)
     assert down.status_code == 503, down.text
     assert down.json()["error"]["code"] == "TEMPORAL_UNAVAILABLE"
     assert "Temporal" in down.json()["error"]["message"]
@@ -150,7 +156,7 @@ async def test_api_answers_503_while_temporal_is_down_and_recovers(
     # as a client would.)
     await relay.up()
     for _ in range(int(TEMPORAL_RETRY_AFTER / 0.2) + 20):
-        placed = await http.post("/checkout", json=body)
+        placed = await http.post("/checkout", json=body, headers=customer)
         if placed.status_code != 503:
             break
         await asyncio.sleep(0.2)
@@ -171,6 +177,6 @@ async def test_api_answers_503_while_temporal_is_down_and_recovers(
     # The workflow cannot be asked: the read model answers (possibly stale, here current).
     assert paid.status_code == 200, paid.text
     assert paid.json()["status"] == "PAID"
-    again = await asyncio.wait_for(http.post("/checkout", json=body), timeout=30)
+    again = await asyncio.wait_for(http.post("/checkout", json=body, headers=customer), timeout=30)
     assert again.status_code == 503, again.text
     assert again.json()["error"]["code"] == "TEMPORAL_UNAVAILABLE"

@@ -30,6 +30,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth import CallerDep
 from api.deps import (
     GRPC_TIMEOUT,
     IDEMPOTENCY_NAMESPACE,
@@ -43,6 +44,7 @@ from api.deps import (
 from api.errors import ApiError
 from api.models import CheckoutCreate, CheckoutPublic, error_responses
 from api.order_reads import find_order, pending_snapshot, stored_order
+from api.rate_limits import RateLimited
 from core.messages import (
     CUSTOMER_ID,
     ORDER_STATUS,
@@ -61,15 +63,16 @@ router = APIRouter(tags=["checkout"])
 START_TIMEOUT = timedelta(seconds=10)
 
 
-def order_id_for(key: str | None) -> str:
-    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, key).hex if key else uuid.uuid4().hex
+def order_id_for(user_id: str, key: str | None) -> str:
+    """Keys are the customer's own: another customer's same key is another order."""
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{user_id}:{key}").hex if key else uuid.uuid4().hex
 
 
-def request_hash(body: CheckoutCreate) -> str:
+def request_hash(body: CheckoutCreate, user_id: str) -> str:
     """sha256 of the canonical request. The card enters only as its last four digits: the
     hash sits in the workflow's memo, and 16 digits are few enough to brute-force."""
     canonical = {
-        "user_id": body.user_id,
+        "user_id": user_id,
         "items": [i.model_dump() for i in body.items],
         "card_last4": body.payment.card_number[-4:],
         "shipping_address": body.shipping_address.model_dump(),
@@ -82,10 +85,12 @@ def request_hash(body: CheckoutCreate) -> str:
     "/checkout",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CheckoutPublic,
-    responses=error_responses(409, 422, 502, 503),
+    responses=error_responses(401, 403, 409, 422, 429, 502, 503),
+    dependencies=[RateLimited],
 )
 async def checkout(
     body: CheckoutCreate,
+    caller: CallerDep,
     connector: ConnectorDep,
     settings: SettingsDep,
     engine: EngineDep,
@@ -93,19 +98,23 @@ async def checkout(
     watch: WatchDep,
     idempotency_key: IdempotencyKey = None,
 ) -> CheckoutPublic:
-    """Places an order: 202 with its id; follow it with GET /orders/{order_id}."""
+    """Places an order for the caller: 202 with its id; follow it with GET /orders/{order_id}.
+    A `user_id` in the body must be the caller's (403 otherwise)."""
+    if body.user_id not in (None, caller.sub):
+        raise ApiError(403, "FORBIDDEN", "an order can only be placed for the caller")
+    user_id = caller.sub
     client = await connector.get()
-    order_id = order_id_for(idempotency_key)
+    order_id = order_id_for(user_id, idempotency_key)
     wf_id = workflow_id_for(order_id)
-    digest = request_hash(body)
+    digest = request_hash(body, user_id)
     n = sum(i.quantity for i in body.items)
     items = [i.model_dump() for i in body.items]
     address = body.shipping_address.model_dump()
     if idempotency_key is not None and (stored := await stored_order(engine, order_id)):
         # A retry of an order placed before; its workflow may be gone already.
-        return await _replay(client, engine, order_id, digest, body, stored)
+        return await _replay(client, engine, order_id, digest, body, user_id, stored)
     card = await stubs.payment.TokenizeCard(
-        payment_pb2.TokenizeCardRequest(user_id=body.user_id, card_number=body.payment.card_number),
+        payment_pb2.TokenizeCardRequest(user_id=user_id, card_number=body.payment.card_number),
         timeout=GRPC_TIMEOUT,
     )
     try:
@@ -113,7 +122,7 @@ async def checkout(
             PlaceOrder.run,
             PlaceOrderInput(
                 order_id=order_id,
-                user_id=body.user_id,
+                user_id=user_id,
                 items=[OrderItem(**i) for i in items],
                 card_token=card.token,
                 shipping_address=body.shipping_address.to_message(),
@@ -126,26 +135,26 @@ async def checkout(
             # Encrypted like every payload: the address is no one's to read in Temporal.
             memo={
                 "request_hash": digest,
-                "user_id": body.user_id,
+                "user_id": user_id,
                 "items": items,
                 "shipping_address": address,
             },
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING.value),
-                    SearchAttributePair(CUSTOMER_ID, body.user_id),
+                    SearchAttributePair(CUSTOMER_ID, user_id),
                 ]
             ),
-            static_summary=f"Order {order_id}: {n} item(s) for user {body.user_id}",
+            static_summary=f"Order {order_id}: {n} item(s) for user {user_id}",
             static_details="\n".join(
                 f"- {i['quantity']} x product {i['product_id']}" for i in items
             ),
             rpc_timeout=START_TIMEOUT,
         )
     except WorkflowAlreadyStartedError:
-        return await _replay(client, engine, order_id, digest, body)
-    watch.started(pending_snapshot(order_id, body.user_id, items, datetime.now(UTC), address))
-    log.info("order %s started for user %s (%d item(s))", order_id, body.user_id, n)
+        return await _replay(client, engine, order_id, digest, body, user_id)
+    watch.started(pending_snapshot(order_id, user_id, items, datetime.now(UTC), address))
+    log.info("order %s started for user %s (%d item(s))", order_id, user_id, n)
     return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=OrderStatus.PENDING)
 
 
@@ -155,6 +164,7 @@ async def _replay(
     order_id: str,
     digest: str,
     body: CheckoutCreate,
+    user_id: str,
     stored: OrderSnapshot | None = None,
 ) -> CheckoutPublic:
     """The key was used before: the same request gets the same order, another one 409."""
@@ -165,7 +175,7 @@ async def _replay(
         if err.status != RPCStatusCode.NOT_FOUND or stored is None:
             raise
         # Past retention: the request hash went with the workflow; compare with the order.
-        if not _asks_for(stored, body):
+        if not _asks_for(stored, body, user_id):
             raise _key_reused() from None
         return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=stored.status)
     if await desc.memo_value("request_hash", None, type_hint=str) != digest:
@@ -174,11 +184,11 @@ async def _replay(
     return CheckoutPublic(order_id=order_id, workflow_id=wf_id, status=snap.status)
 
 
-def _asks_for(order: OrderSnapshot, body: CheckoutCreate) -> bool:
+def _asks_for(order: OrderSnapshot, body: CheckoutCreate, user_id: str) -> bool:
     """Whether the request is the one that placed `order`: same user, lines and address,
     and the same card as far as the order knows it (its last four once charged, else "")."""
     return (
-        order.user_id == body.user_id
+        order.user_id == user_id
         and order.shipping_address == body.shipping_address.to_message()
         and [(li.product_id, li.quantity) for li in order.items]
         == [(i.product_id, i.quantity) for i in body.items]

@@ -21,6 +21,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth import AdminDep, CallerDep, ensure_reaches
 from api.deps import GRPC_TIMEOUT, ConnectorDep, EngineDep, PathId, StubsDep, WatchDep
 from api.errors import DATABASE_DOWN, ApiError, not_found, temporal_unavailable
 from api.models import (
@@ -31,7 +32,8 @@ from api.models import (
     OrderPublic,
     error_responses,
 )
-from api.order_reads import QUERY_TIMEOUT, find_order, order_exists, order_to_follow, stored_order
+from api.order_reads import QUERY_TIMEOUT, find_order, order_owner, order_to_follow, stored_order
+from api.rate_limits import RateLimited
 from api.watch import OrderWatch
 from core.db import run_sql
 from core.messages import INVALID_STATE, CancelRequest, OrderSnapshot, OrderStatus, workflow_id_for
@@ -49,14 +51,20 @@ QUERY_EVERY = 2.0  # a stream without news asks the workflow after this many sec
 QUERY_EVERY_MAX = 60.0  # and, while none comes, twice as long each time up to this
 
 
-@router.get("", response_model=list[OrderPublic], responses=error_responses(422, 503))
+@router.get("", response_model=list[OrderPublic], responses=error_responses(401, 422, 503))
 async def list_orders(
     engine: EngineDep,
+    caller: CallerDep,
     user_id: str | None = Query(default=None, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN),
     status: OrderStatus | None = None,
     limit: int = Query(default=50, ge=1, le=200),
 ) -> list[OrderPublic]:
-    """Orders from the read model, newest first."""
+    """Orders from the read model, newest first: a customer's own only, anyone's for an
+    admin (`user_id` filters)."""
+    if not caller.is_admin:
+        if user_id not in (None, caller.sub):
+            return []
+        user_id = caller.sub
     snaps = await run_sql(
         engine,
         lambda c: store_list_orders(
@@ -68,12 +76,16 @@ async def list_orders(
 
 
 @router.get(
-    "/{order_id}", response_model=OrderPublic, responses=error_responses(404, 422, 502, 503)
+    "/{order_id}", response_model=OrderPublic, responses=error_responses(401, 404, 422, 502, 503)
 )
-async def get_order(order_id: PathId, connector: ConnectorDep, engine: EngineDep) -> OrderPublic:
+async def get_order(
+    order_id: PathId, caller: CallerDep, connector: ConnectorDep, engine: EngineDep
+) -> OrderPublic:
     """The order as it stands: from the workflow while it runs, the read model once final."""
     client = await connector.get_or_none()
-    return OrderPublic.from_snapshot(await find_order(client, engine, order_id))
+    snap = await find_order(client, engine, order_id)
+    ensure_reaches(caller, snap.user_id, "order", order_id)
+    return OrderPublic.from_snapshot(snap)
 
 
 @router.get(
@@ -81,12 +93,13 @@ async def get_order(order_id: PathId, connector: ConnectorDep, engine: EngineDep
     response_class=EventSourceResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "`status` events"},
-        **error_responses(404, 422, 502, 503),
+        **error_responses(401, 404, 422, 502, 503),
     },
 )
 async def order_events(
     order_id: PathId,
     request: Request,
+    caller: CallerDep,
     connector: ConnectorDep,
     engine: EngineDep,
     watch: WatchDep,
@@ -95,6 +108,7 @@ async def order_events(
     stream ends after a final status (DELIVERED, FAILED, CANCELLED)."""
     client = await connector.get_or_none()
     first = await order_to_follow(client, engine, watch, order_id)  # 404 before the stream starts
+    ensure_reaches(caller, first.user_id, "order", order_id)
     # Set by sse-starlette when the server shuts down: the stream then ends cleanly.
     shutdown = anyio.Event()
     return EventSourceResponse(
@@ -193,15 +207,19 @@ async def _first_of(a: asyncio.Event, b: anyio.Event, timeout: float) -> None:
 @router.get(
     "/{order_id}/payments",
     response_model=list[LedgerEntryPublic],
-    responses=error_responses(404, 422, 502, 503),
+    responses=error_responses(401, 404, 422, 502, 503),
 )
 async def order_payments(
-    order_id: PathId, connector: ConnectorDep, engine: EngineDep, stubs: StubsDep
+    order_id: PathId,
+    caller: CallerDep,
+    connector: ConnectorDep,
+    engine: EngineDep,
+    stubs: StubsDep,
 ) -> list[LedgerEntryPublic]:
     """The payment ledger of the order: CAPTURE, REFUND and DECLINE entries."""
     client = await connector.get_or_none()
-    if not await order_exists(client, engine, order_id):
-        raise not_found("order", order_id)
+    owner = await order_owner(client, engine, order_id)
+    ensure_reaches(caller, owner, "order", order_id)
     resp = await stubs.payment.ListLedger(
         payment_pb2.ListLedgerRequest(order_id=order_id), timeout=GRPC_TIMEOUT
     )
@@ -249,24 +267,34 @@ async def _update(
 @router.post(
     "/{order_id}/cancel",
     response_model=OrderPublic,
-    responses=error_responses(404, 409, 422, 502, 503),
+    responses=error_responses(401, 404, 409, 422, 429, 502, 503),
+    dependencies=[RateLimited],
 )
 async def cancel_order(
-    order_id: PathId, connector: ConnectorDep, engine: EngineDep, body: CancelCreate | None = None
+    order_id: PathId,
+    caller: CallerDep,
+    connector: ConnectorDep,
+    engine: EngineDep,
+    body: CancelCreate | None = None,
 ) -> OrderPublic:
     """Cancels the order (refunding a paid one) and answers with the outcome; 409 once it
     has shipped or is final."""
     reason = body.reason if body else CancelCreate().reason
     client = await connector.get()
+    if not caller.is_admin:
+        ensure_reaches(caller, await order_owner(client, engine, order_id), "order", order_id)
     return await _update(client, engine, order_id, "request_cancel", CancelRequest(reason=reason))
 
 
 @router.post(
     "/{order_id}/ship",
     response_model=OrderPublic,
-    responses=error_responses(404, 409, 422, 502, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 502, 503),
+    dependencies=[RateLimited],
 )
-async def ship_order(order_id: PathId, connector: ConnectorDep, engine: EngineDep) -> OrderPublic:
+async def ship_order(
+    order_id: PathId, _admin: AdminDep, connector: ConnectorDep, engine: EngineDep
+) -> OrderPublic:
     """Marks a PAID order SHIPPED; 409 in any other state."""
     return await _update(await connector.get(), engine, order_id, "request_ship")
 
@@ -274,10 +302,11 @@ async def ship_order(order_id: PathId, connector: ConnectorDep, engine: EngineDe
 @router.post(
     "/{order_id}/deliver",
     response_model=OrderPublic,
-    responses=error_responses(404, 409, 422, 502, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 502, 503),
+    dependencies=[RateLimited],
 )
 async def deliver_order(
-    order_id: PathId, connector: ConnectorDep, engine: EngineDep
+    order_id: PathId, _admin: AdminDep, connector: ConnectorDep, engine: EngineDep
 ) -> OrderPublic:
     """Marks a SHIPPED order DELIVERED; 409 in any other state."""
     return await _update(await connector.get(), engine, order_id, "request_deliver")

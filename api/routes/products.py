@@ -6,8 +6,10 @@ from collections.abc import Iterable
 
 from fastapi import APIRouter, Query, status
 
+from api.auth import AdminDep
 from api.deps import GRPC_TIMEOUT, IdempotencyKey, PathId, StubsDep, created_id_for
 from api.models import NO_NUL_PATTERN, ProductCreate, ProductPublic, error_responses
+from api.rate_limits import RateLimited
 from core.messages import initial_stock_key
 from proto.shop.v1 import inventory_pb2, product_pb2
 
@@ -65,10 +67,11 @@ async def get_product(product_id: PathId, stubs: StubsDep) -> ProductPublic:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ProductPublic,
-    responses=error_responses(409, 422, 502, 503),
+    responses=error_responses(401, 403, 409, 422, 429, 502, 503),
+    dependencies=[RateLimited],
 )
 async def create_product(
-    body: ProductCreate, stubs: StubsDep, idempotency_key: IdempotencyKey = None
+    body: ProductCreate, _admin: AdminDep, stubs: StubsDep, idempotency_key: IdempotencyKey = None
 ) -> ProductPublic:
     """Creates a product and its initial stock; 409 when the SKU is taken (or the key was
     used for another SKU). With an `Idempotency-Key`, a retry answers 201 with the same

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
+from core.tokens import CUSTOMER_ROLE
 from services.common import Timestamp, utcnow
 
 
@@ -16,3 +17,8 @@ class UserRow(SQLModel, table=True):
     email_key: str = Field(max_length=254, unique=True)
     name: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    # Argon2 (PHC string); None: the user cannot log in (created before passwords).
+    password_hash: str | None = Field(default=None, max_length=255)
+    role: str = Field(
+        default=CUSTOMER_ROLE, max_length=16, sa_column_kwargs={"server_default": CUSTOMER_ROLE}
+    )

@@ -36,6 +36,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from core.messages import initial_stock_key
+from core.secrets import resolved_admin_password
 from orders.models import OrderRecord
 from proto.shop.v1 import inventory_pb2, inventory_pb2_grpc
 from services.inventory.models import AdjustmentRow, ReservationLineRow, ReservationRow, StockRow
@@ -44,7 +45,7 @@ from services.payment.models import LedgerRow, PaymentRow
 from tests.api_fixtures import DECLINED_CARD as DECLINED
 from tests.api_fixtures import FLAKY_CARD as FLAKY
 from tests.api_fixtures import GOOD_CARD as PAYS
-from tests.api_fixtures import SHIPPING_ADDRESS
+from tests.api_fixtures import PASSWORD, SHIPPING_ADDRESS, bearer
 from tests.harness import RunningStack, running_stack
 
 pytestmark = pytest.mark.timeout(400)
@@ -99,7 +100,14 @@ async def chaos(
     data = tmp_path_factory.mktemp("chaos")
     address = dev_env.client.service_client.config.target_host
     # Only the services read FAULT_RATE: the worker and the API inject nothing.
-    settings = {"fault_rate": FAULT_RATE, "fault_seed": FAULT_SEED, "log_level": "INFO"}
+    # No rate limits: every client of the test comes from one address.
+    settings = {
+        "fault_rate": FAULT_RATE,
+        "fault_seed": FAULT_SEED,
+        "log_level": "INFO",
+        "rate_limit": "0",
+        "login_rate_limit": "0",
+    }
     async with running_stack(address, data, **settings) as stack:
         try:
             yield Chaos(stack, data / "shop.db", dev_env.client)
@@ -130,9 +138,11 @@ async def _terminate_running(client: Client, task_queue: str) -> None:
 
 
 class Api:
-    """REST calls retried on network errors and 5xx (the same request, the same key)."""
+    """REST calls retried on network errors and 5xx (the same request, the same key), as
+    the admin unless a customer's headers (`as_user`) are given."""
 
     def __init__(self, base: str) -> None:
+        self.tokens: dict[str, str] = {}
         self.http = httpx.AsyncClient(
             base_url=base,
             timeout=httpx.Timeout(45.0, connect=5.0),
@@ -159,6 +169,14 @@ class Api:
             self.stats["retries"] += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    async def log_in(self, email: str, password: str) -> str:
+        r = await self.call("POST", "/auth/token", data={"username": email, "password": password})
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    def as_user(self, user_id: str) -> dict[str, str]:
+        return bearer(self.tokens[user_id])
 
 
 async def adjust_stock(target: str, product_id: str, delta: int) -> None:
@@ -210,10 +228,13 @@ async def create_user(api: Api, n: int) -> str:
     # POST /users has no idempotency key and users cannot be looked up by email: when an
     # attempt committed and then failed, the retry's 409 leaves an orphan; use a new email.
     for _ in range(10):
-        body = {"email": f"chaos-{n}-{uuid.uuid4().hex[:8]}@example.com", "name": f"User {n}"}
+        email = f"chaos-{n}-{uuid.uuid4().hex[:8]}@example.com"
+        body = {"email": email, "name": f"User {n}", "password": PASSWORD}
         r = await api.call("POST", "/users", json=body)
         if r.status_code == 201:
-            return str(r.json()["id"])
+            user_id = str(r.json()["id"])
+            api.tokens[user_id] = await api.log_in(email, PASSWORD)
+            return user_id
         assert r.status_code == 409, r.text
         api.stats["users re-created after 409"] += 1
     raise AssertionError("could not create a user")
@@ -452,12 +473,14 @@ async def check_api(api: Api, truth: Truth, users: list[str], products: list[str
     async def one(oid: str) -> None:
         async with sem:
             rec = truth.orders[oid]
-            r = await api.call("GET", f"/orders/{oid}")
+            # Each customer reads their own orders.
+            mine = api.as_user(rec.user_id)
+            r = await api.call("GET", f"/orders/{oid}", headers=mine)
             if r.status_code != 200 or r.json()["status"] != rec.status:
                 problems.append(
                     f"GET /orders/{oid}: {r.status_code} {r.text[:200]} != {rec.status}"
                 )
-            r = await api.call("GET", f"/orders/{oid}/payments")
+            r = await api.call("GET", f"/orders/{oid}/payments", headers=mine)
             seen = (
                 [(e["type"], e["amount_cents"]) for e in r.json()]
                 if r.status_code == 200
@@ -477,7 +500,7 @@ async def check_api(api: Api, truth: Truth, users: list[str], products: list[str
                 f"!= {truth.stock.get(product_id)}"
             )
     for user in users:
-        r = await api.call("GET", f"/users/{user}/notifications")
+        r = await api.call("GET", f"/users/{user}/notifications", headers=api.as_user(user))
         got = Counter((n["order_id"], n["kind"]) for n in r.json())
         want = Counter(
             (oid, kind)
@@ -511,6 +534,8 @@ async def test_nothing_lost_under_faults_and_kills(
     started = time.monotonic()
     stack = chaos.stack
     api = Api(stack.api_url)
+    admin_password = resolved_admin_password(stack.settings)
+    api.http.headers.update(bearer(await api.log_in(stack.settings.admin_email, admin_password)))
     rng = random.Random(PLAN_SEED)
     phases: dict[str, float] = {}
     try:
@@ -541,7 +566,7 @@ async def test_nothing_lost_under_faults_and_kills(
         async def place(o: Planned) -> None:
             nonlocal accepted, doubles_agreed
             async with sem:
-                headers = {"Idempotency-Key": o.key}
+                headers = {"Idempotency-Key": o.key} | api.as_user(o.user)
                 sends = [
                     api.call("POST", "/checkout", json=o.body, headers=headers)
                     for _ in range(2 if o.twice else 1)
@@ -586,8 +611,12 @@ async def test_nothing_lost_under_faults_and_kills(
             nonlocal sent
             async with sem:
                 sent += 1
+                # The customer cancels their own order.
+                mine = api.as_user(first.orders[oid].user_id)
                 calls = [
-                    api.call("POST", f"/orders/{oid}/cancel", json={"reason": "chaos"})
+                    api.call(
+                        "POST", f"/orders/{oid}/cancel", json={"reason": "chaos"}, headers=mine
+                    )
                     for _ in range(2 if oid in twice else 1)
                 ]
                 try:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18proto/shop/v1/user.proto\x12\x07shop.v1\"C\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\t\"<\n\x11\x43reateUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t2y\n\x0bUserService\x12\x37\n\nCreateUser\x12\x1a.shop.v1.CreateUserRequest\x1a\r.shop.v1.User\x12\x31\n\x07GetUser\x12\x17.shop.v1.GetUserRequest\x1a\r.shop.v1.Userb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18proto/shop/v1/user.proto\x12\x07shop.v1\"Q\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\"\\\n\x11\x43reateUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x10\n\x08password\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\"\x1c\n\x0eGetUserRequest\x12\n\n\x02id\x18\x01 \x01(\t\"6\n\x13\x41uthenticateRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t2\xef\x01\n\x0bUserService\x12\x37\n\nCreateUser\x12\x1a.shop.v1.CreateUserRequest\x1a\r.shop.v1.User\x12\x31\n\x07GetUser\x12\x17.shop.v1.GetUserRequest\x1a\r.shop.v1.User\x12;\n\x0c\x41uthenticate\x12\x1c.shop.v1.AuthenticateRequest\x1a\r.shop.v1.User\x12\x37\n\nUpsertUser\x12\x1a.shop.v1.CreateUserRequest\x1a\r.shop.v1.Userb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,11 +32,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.shop.v1.user_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USER']._serialized_start=37
-  _globals['_USER']._serialized_end=104
-  _globals['_CREATEUSERREQUEST']._serialized_start=106
-  _globals['_CREATEUSERREQUEST']._serialized_end=166
-  _globals['_GETUSERREQUEST']._serialized_start=168
-  _globals['_GETUSERREQUEST']._serialized_end=196
-  _globals['_USERSERVICE']._serialized_start=198
-  _globals['_USERSERVICE']._serialized_end=319
+  _globals['_USER']._serialized_end=118
+  _globals['_CREATEUSERREQUEST']._serialized_start=120
+  _globals['_CREATEUSERREQUEST']._serialized_end=212
+  _globals['_GETUSERREQUEST']._serialized_start=214
+  _globals['_GETUSERREQUEST']._serialized_end=242
+  _globals['_AUTHENTICATEREQUEST']._serialized_start=244
+  _globals['_AUTHENTICATEREQUEST']._serialized_end=298
+  _globals['_USERSERVICE']._serialized_start=301
+  _globals['_USERSERVICE']._serialized_end=540
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class UserServiceStub:
-    """Customers of the shop.
+    """Customers and admins of the shop, and their passwords (stored as Argon2 hashes only).
     """
 
     def __init__(self, channel):
@@ -45,10 +45,20 @@ class UserServiceStub:
                 request_serializer=proto_dot_shop_dot_v1_dot_user__pb2.GetUserRequest.SerializeToString,
                 response_deserializer=proto_dot_shop_dot_v1_dot_user__pb2.User.FromString,
                 _registered_method=True)
+        self.Authenticate = channel.unary_unary(
+                '/shop.v1.UserService/Authenticate',
+                request_serializer=proto_dot_shop_dot_v1_dot_user__pb2.AuthenticateRequest.SerializeToString,
+                response_deserializer=proto_dot_shop_dot_v1_dot_user__pb2.User.FromString,
+                _registered_method=True)
+        self.UpsertUser = channel.unary_unary(
+                '/shop.v1.UserService/UpsertUser',
+                request_serializer=proto_dot_shop_dot_v1_dot_user__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=proto_dot_shop_dot_v1_dot_user__pb2.User.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
-    """Customers of the shop.
+    """Customers and admins of the shop, and their passwords (stored as Argon2 hashes only).
     """
 
     def CreateUser(self, request, context):
@@ -60,6 +70,22 @@ class UserServiceServicer:
 
     def GetUser(self, request, context):
         """NOT_FOUND when no user has this id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Authenticate(self, request, context):
+        """The user with this email and password; UNAUTHENTICATED (INVALID_CREDENTIALS) when the
+        email is unknown or the password wrong, the same answer for both.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertUser(self, request, context):
+        """Creates the user with this email, or brings its name, password and role up to date
+        (the admin account, at every start of the API).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +104,16 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_shop_dot_v1_dot_user__pb2.GetUserRequest.FromString,
                     response_serializer=proto_dot_shop_dot_v1_dot_user__pb2.User.SerializeToString,
             ),
+            'Authenticate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Authenticate,
+                    request_deserializer=proto_dot_shop_dot_v1_dot_user__pb2.AuthenticateRequest.FromString,
+                    response_serializer=proto_dot_shop_dot_v1_dot_user__pb2.User.SerializeToString,
+            ),
+            'UpsertUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertUser,
+                    request_deserializer=proto_dot_shop_dot_v1_dot_user__pb2.CreateUserRequest.FromString,
+                    response_serializer=proto_dot_shop_dot_v1_dot_user__pb2.User.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'shop.v1.UserService', rpc_method_handlers)
@@ -87,7 +123,7 @@ def add_UserServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class UserService:
-    """Customers of the shop.
+    """Customers and admins of the shop, and their passwords (stored as Argon2 hashes only).
     """
 
     @staticmethod
@@ -133,6 +169,60 @@ class UserService:
             target,
             '/shop.v1.UserService/GetUser',
             proto_dot_shop_dot_v1_dot_user__pb2.GetUserRequest.SerializeToString,
+            proto_dot_shop_dot_v1_dot_user__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Authenticate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.UserService/Authenticate',
+            proto_dot_shop_dot_v1_dot_user__pb2.AuthenticateRequest.SerializeToString,
+            proto_dot_shop_dot_v1_dot_user__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.UserService/UpsertUser',
+            proto_dot_shop_dot_v1_dot_user__pb2.CreateUserRequest.SerializeToString,
             proto_dot_shop_dot_v1_dot_user__pb2.User.FromString,
             options,
             channel_credentials,

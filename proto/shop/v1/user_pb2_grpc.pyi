@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class UserServiceStub:
-    """Customers of the shop."""
+    """Customers and admins of the shop, and their passwords (stored as Argon2 hashes only)."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -37,19 +37,35 @@ class UserServiceStub:
     """Creates a user; ALREADY_EXISTS when the email is taken."""
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]
     """NOT_FOUND when no user has this id."""
+    Authenticate: _grpc.UnaryUnaryMultiCallable[_user_pb2.AuthenticateRequest, _user_pb2.User]
+    """The user with this email and password; UNAUTHENTICATED (INVALID_CREDENTIALS) when the
+    email is unknown or the password wrong, the same answer for both.
+    """
+    UpsertUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.User]
+    """Creates the user with this email, or brings its name, password and role up to date
+    (the admin account, at every start of the API).
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
-    """Customers of the shop."""
+    """Customers and admins of the shop, and their passwords (stored as Argon2 hashes only)."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """Creates a user; ALREADY_EXISTS when the email is taken."""
     GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """NOT_FOUND when no user has this id."""
+    Authenticate: _aio.UnaryUnaryMultiCallable[_user_pb2.AuthenticateRequest, _user_pb2.User]  # type: ignore[assignment]
+    """The user with this email and password; UNAUTHENTICATED (INVALID_CREDENTIALS) when the
+    email is unknown or the password wrong, the same answer for both.
+    """
+    UpsertUser: _aio.UnaryUnaryMultiCallable[_user_pb2.CreateUserRequest, _user_pb2.User]  # type: ignore[assignment]
+    """Creates the user with this email, or brings its name, password and role up to date
+    (the admin account, at every start of the API).
+    """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Customers of the shop."""
+    """Customers and admins of the shop, and their passwords (stored as Argon2 hashes only)."""
 
     @_abc_1.abstractmethod
     def CreateUser(
@@ -66,5 +82,25 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
         """NOT_FOUND when no user has this id."""
+
+    @_abc_1.abstractmethod
+    def Authenticate(
+        self,
+        request: _user_pb2.AuthenticateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
+        """The user with this email and password; UNAUTHENTICATED (INVALID_CREDENTIALS) when the
+        email is unknown or the password wrong, the same answer for both.
+        """
+
+    @_abc_1.abstractmethod
+    def UpsertUser(
+        self,
+        request: _user_pb2.CreateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
+        """Creates the user with this email, or brings its name, password and role up to date
+        (the admin account, at every start of the API).
+        """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
