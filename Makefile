@@ -35,7 +35,8 @@ migrate: install
 run: install
 	$(PY) -m core.run
 
-test: install
+# Lint first: a tree that does not type-check or is not formatted fails before the suite runs.
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Regenerates the gRPC stubs from proto/shop/v1/*.proto (tests fail if they drift).
@@ -50,8 +51,8 @@ lint: install
 clean:
 	rm -rf $(VENV) .data .pytest_cache
 
-# Re-records tests/histories from real runs on a throwaway dev server (see README:
-# "Changing workflows safely"): only after an intended, patched workflow change.
+# Re-records tests/histories from real runs on a throwaway dev server
+# (docs/changing-workflows.md): until a release is tagged, after every intended workflow change.
 .PHONY: record-histories
 record-histories: install
 	$(PY) -m workflows.record --out tests/histories

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -62,7 +63,7 @@ class SeedResult:
     warnings: list[str] = field(default_factory=list)
 
 
-async def _created_or_exists(call: grpc.aio.UnaryUnaryCall) -> bool:
+async def _created_or_exists(call: grpc.aio.UnaryUnaryCall[Any, Any]) -> bool:
     """True when created, False when it already existed."""
     try:
         await call
@@ -73,7 +74,7 @@ async def _created_or_exists(call: grpc.aio.UnaryUnaryCall) -> bool:
     return True
 
 
-async def _exists(call: grpc.aio.UnaryUnaryCall) -> bool:
+async def _exists(call: grpc.aio.UnaryUnaryCall[Any, Any]) -> bool:
     try:
         await call
     except grpc.aio.AioRpcError as err:

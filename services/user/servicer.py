@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
 from pwdlib import PasswordHash
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -10,7 +9,7 @@ from sqlmodel import Session, select
 from core.errors import AlreadyExists, InvalidArgument, NotFound, Reason, Unauthenticated
 from core.tokens import CUSTOMER_ROLE, ROLES
 from proto.shop.v1 import user_pb2, user_pb2_grpc
-from services.common import grpc_method, ident, new_id, read, rfc3339, text, transact
+from services.common import Context, grpc_method, ident, new_id, read, rfc3339, text, transact
 from services.user.models import UserRow
 
 EMAIL_MAX = 254
@@ -69,7 +68,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
 
     @grpc_method
     async def CreateUser(
-        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.CreateUserRequest, context: Context
     ) -> user_pb2.User:
         """Creates a user. A repeat with the same id and email returns the existing user."""
         email = _email(request.email)
@@ -103,7 +102,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
 
     @grpc_method
     async def UpsertUser(
-        self, request: user_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.CreateUserRequest, context: Context
     ) -> user_pb2.User:
         """Creates the user with this email, or updates its name, password and role."""
         email = _email(request.email)
@@ -127,9 +126,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         return _to_pb(await transact(self._engine, work))
 
     @grpc_method
-    async def GetUser(
-        self, request: user_pb2.GetUserRequest, context: grpc.aio.ServicerContext
-    ) -> user_pb2.User:
+    async def GetUser(self, request: user_pb2.GetUserRequest, context: Context) -> user_pb2.User:
         """Reads a user; NOT_FOUND (USER_NOT_FOUND) when no user has this id."""
         user_id = ident("id", request.id)
         row = await read(self._engine, lambda s: s.get(UserRow, user_id))
@@ -139,7 +136,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
 
     @grpc_method
     async def Authenticate(
-        self, request: user_pb2.AuthenticateRequest, context: grpc.aio.ServicerContext
+        self, request: user_pb2.AuthenticateRequest, context: Context
     ) -> user_pb2.User:
         """The user with this email and password; UNAUTHENTICATED (INVALID_CREDENTIALS)
         otherwise, the same for an unknown email as for a wrong password."""
