@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from api.main import create_app
 from core.secrets import resolved_admin_password, resolved_jwt_secret
 from core.tokens import ADMIN_ROLE, CUSTOMER_ROLE, issue_access_token
-from tests.api_fixtures import DECLINED_CARD, PASSWORD, Stack, bearer
+from tests.api_fixtures import DECLINED_CARD, PASSWORD, SHIPPING_ADDRESS, Stack, bearer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -129,6 +129,7 @@ def _request(world: World, method: str, path: str, ids: dict[str, str]) -> dict[
             "user_id": world.owner["id"],
             "items": [{"product_id": world.product["id"], "quantity": 1}],
             "payment": {"card_number": DECLINED_CARD},
+            "shipping_address": SHIPPING_ADDRESS,
         }
     elif path == "/orders":
         kwargs["params"] = {"user_id": world.owner["id"]}
@@ -200,6 +201,7 @@ async def test_the_checkout_customer_is_the_caller(stack: Stack, world: World) -
     body = {
         "items": [{"product_id": world.product["id"], "quantity": 1}],
         "payment": {"card_number": DECLINED_CARD},
+        "shipping_address": SHIPPING_ADDRESS,
     }
     r = await stack.http.post("/checkout", json=body, headers=world.headers["owner"])
     assert r.status_code == 202, r.text

@@ -30,10 +30,11 @@ from temporalio.testing import WorkflowEnvironment
 from core.config import Settings
 from core.db import make_engine
 from core.grpc_client import Stubs, channel_credentials
+from core.secrets import resolved_admin_password
 from proto.shop.v1 import inventory_pb2, product_pb2
 from services.product.import_csv import run as import_csv
 from services.server import create_server
-from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS
+from tests.api_fixtures import GOOD_CARD, PASSWORD, SHIPPING_ADDRESS, bearer, log_in
 from tests.harness import running_stack, uid
 
 pytestmark = pytest.mark.timeout(180)
@@ -283,21 +284,26 @@ async def test_the_processes_place_an_order_over_mutual_tls(
                 await get_stock(plaintext, uid("p-"))
 
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
-            r = await http.post("/users", json={"email": f"{uid()}@example.com", "name": "TLS"})
+            email = f"{uid()}@example.com"
+            r = await http.post(
+                "/users", json={"email": email, "name": "TLS", "password": PASSWORD}
+            )
             assert r.status_code == 201, r.text
-            user = r.json()["id"]
+            customer = bearer(await log_in(http, email, PASSWORD))
+            admin_password = resolved_admin_password(stack.settings)
+            admin = bearer(await log_in(http, stack.settings.admin_email, admin_password))
             product = {
                 "sku": uid("SKU-"), "name": "Widget", "description": "mTLS",
                 "price_cents": 1250, "stock": 2, "category": "tls",
             }  # fmt: skip
-            r = await http.post("/products", json=product)
+            r = await http.post("/products", json=product, headers=admin)
             assert r.status_code == 201, r.text
             body = {
-                "user_id": user,
                 "items": [{"product_id": r.json()["id"], "quantity": 1}],
                 "payment": {"card_number": GOOD_CARD},
                 "shipping_address": SHIPPING_ADDRESS,
             }
+            http.headers.update(customer)
             r = await http.post("/checkout", json=body, headers={"Idempotency-Key": uid()})
             assert r.status_code == 202, r.text
             await until_paid(http, r.json()["order_id"])
