@@ -25,11 +25,12 @@ from proto.shop.v1 import (
 
 # The calls that are safe to repeat, and only those, are retried: reads, and mutations
 # that the service applies once per idempotency key (CreateUser and CreateProduct: per id,
-# which the API and the seeding always send). A call that failed with UNAVAILABLE (the
-# service restarting, or a fault injected before or after its commit) is sent again, up to
-# 5 attempts within the call's deadline. Streams and health checks are never retried.
+# which the API and the seeding always send; UpsertUser: per email; a repeated TokenizeCard
+# makes a second token that nothing uses). A call that failed with UNAVAILABLE (the service
+# restarting, or a fault injected before or after its commit) is sent again, up to 5
+# attempts within the call's deadline. Streams and health checks are never retried.
 RETRIED_METHODS: dict[str, tuple[str, ...]] = {
-    "shop.v1.UserService": ("CreateUser", "GetUser"),
+    "shop.v1.UserService": ("CreateUser", "GetUser", "Authenticate", "UpsertUser"),
     "shop.v1.ProductService": ("CreateProduct", "GetProduct", "ListProducts"),
     "shop.v1.InventoryService": (
         "AdjustStock",
@@ -39,7 +40,13 @@ RETRIED_METHODS: dict[str, tuple[str, ...]] = {
         "ListStock",
         "GetReservation",
     ),
-    "shop.v1.PaymentService": ("Charge", "Refund", "GetPayment", "ListLedger"),
+    "shop.v1.PaymentService": (
+        "TokenizeCard",
+        "Charge",
+        "Refund",
+        "GetPayment",
+        "ListLedger",
+    ),
     "shop.v1.NotificationService": ("SendNotification", "ListNotifications"),
 }
 SERVICE_CONFIG = {

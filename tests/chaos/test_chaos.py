@@ -33,6 +33,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from core.messages import initial_stock_key
@@ -117,21 +118,20 @@ async def chaos(
 
 
 async def _terminate_running(client: Client, task_queue: str) -> None:
+    """Ends the run's open workflows: the session's dev server serves the next tests."""
     query = f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
-    try:
-        ids = [wf.id async for wf in client.list_workflows(query)]
-        sem = asyncio.Semaphore(CONCURRENCY)
+    ids = [wf.id async for wf in client.list_workflows(query)]
+    sem = asyncio.Semaphore(CONCURRENCY)
 
-        async def end(wf_id: str) -> None:
-            async with sem:
-                try:
-                    await client.get_workflow_handle(wf_id).terminate("chaos test over")
-                except Exception:
-                    pass
+    async def end(wf_id: str) -> None:
+        async with sem:
+            try:
+                await client.get_workflow_handle(wf_id).terminate("chaos test over")
+            except RPCError as err:  # it may have ended meanwhile
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
 
-        await asyncio.gather(*(end(i) for i in ids))
-    except Exception:  # best effort: the session's dev server goes away anyway
-        pass
+    await asyncio.gather(*(end(i) for i in ids))
 
 
 # --- the client ----------------------------------------------------------------------------
