@@ -1,4 +1,5 @@
 """`make bench`: checkout throughput through the REST API, next to the engine's limit.
+(Over 400 lines: the two sides, their clients and the report are one measurement.)
 
     python -m benchmarks.bench [--orders N] [--concurrency C] [--data-dir DIR]
 
@@ -48,9 +49,7 @@ from benchmarks.steps import sample_steps, steps_table
 from core.config import Settings
 from core.run import (
     DEV_SERVER_IP,
-    Interrupted,
     StartupError,
-    Supervisor,
     api_url,
     child_env,
     free_port,
@@ -58,6 +57,7 @@ from core.run import (
 )
 from core.runtime import exit_now, freeze_startup_objects
 from core.secrets import resolved_admin_password
+from core.supervisor import Interrupted, Supervisor
 from worker import WORKER_OPTIONS, WORKFLOW_RUNNER, compile_sandboxed_modules, connect
 
 GOOD_CARD = "4242424242424242"

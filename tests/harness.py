@@ -24,9 +24,7 @@ from typing import Any
 
 from core.config import Settings
 from core.run import (
-    Interrupted,
     StartupError,
-    Supervisor,
     api_url,
     child_env,
     free_port,
@@ -35,6 +33,7 @@ from core.run import (
     start_stack,
     start_worker,
 )
+from core.supervisor import Interrupted, Supervisor
 from tests.conftest import TEST_PAYLOAD_KEYS
 
 __all__ = ["RunningStack", "free_port", "running_stack", "uid"]

@@ -1,4 +1,8 @@
-"""The REST API against the real stack: services, worker, dev server, on SQLite and PostgreSQL."""
+"""The REST API against the real stack: services, worker, dev server, on SQLite and PostgreSQL.
+
+Over 400 lines: one scenario per route and outcome, on the one shared stack fixture (who may
+call what is in test_authz.py, the schema's truth in test_fuzz.py).
+"""
 
 from __future__ import annotations
 

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-import core.run
+import core.supervisor
 from core.config import Settings
 from core.db import make_engine
 from core.grpc_client import Stubs
-from core.run import Supervisor, banner, child_env, dev_server_command
+from core.run import banner, child_env, dev_server_command
 from core.seed import (
     DEMO_PRODUCTS,
     DEMO_USER_EMAIL,
@@ -29,6 +29,7 @@ from core.seed import (
     SeedResult,
     seed,
 )
+from core.supervisor import Supervisor
 from proto.shop.v1 import (
     inventory_pb2,
     inventory_pb2_grpc,
@@ -212,7 +213,7 @@ async def test_supervisor_logs_to_files_and_a_child_ended_on_purpose_is_no_failu
 async def test_supervisor_kills_a_child_that_ignores_sigterm(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(core.run, "STOP_TIMEOUT", 0.5)
+    monkeypatch.setattr(core.supervisor, "STOP_TIMEOUT", 0.5)
     ready = tmp_path / "ready"
     code = (
         "import pathlib, signal, sys, time\n"

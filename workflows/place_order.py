@@ -1,5 +1,9 @@
 """PlaceOrder: the saga that takes an order from checkout to PAID, then lives on until the
-order is delivered, failed or cancelled."""
+order is delivered, failed or cancelled.
+
+Over 400 lines because one workflow's state, its handlers and the run that acts on them
+read best in one place: the activity calls it shares with CancelOrder are in steps.py.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """Nothing lost under faults: the real processes, injected faults, kills, and every invariant.
+(Over 400 lines: the client, the plan and the invariant checks are one experiment.)
 
 The stack (`python -m services`, `worker.py`, `python -m api`, started by tests/harness.py as
 `make run` starts them) runs on the session's Temporal dev server with its own SQLite file,
