@@ -1,5 +1,5 @@
+# Over 400 lines: the two sides, their clients and the report are one measurement.
 """`make bench`: checkout throughput through the REST API, next to the engine's limit.
-(Over 400 lines: the two sides, their clients and the report are one measurement.)
 
     python -m benchmarks.bench [--orders N] [--concurrency C] [--data-dir DIR]
 
