@@ -298,7 +298,7 @@ Log in (as the demo customer), then place an order:
 Follow it (ORDER_ID from the answer):
   curl -s {api}/orders/ORDER_ID -H "Authorization: Bearer $TOKEN"
   curl -N {api}/orders/ORDER_ID/events -H "Authorization: Bearer $TOKEN"
-  {cli} workflow query --workflow-id order-ORDER_ID --name status
+  {cli} workflow query --workflow-id order-ORDER_ID --name status --codec-endpoint {codec_url(settings)}
   {cli} workflow list --query 'OrderStatus="PAID"'
 Ctrl-C stops everything.
 """  # noqa: E501
