@@ -7,18 +7,15 @@ it is missing unless REQUIRE_BROWSER=1 (CI), where that is a failure.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import json
+import contextlib
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-import websockets
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+from playwright.async_api import async_playwright
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
@@ -43,49 +40,21 @@ def chromium() -> str:
     return found
 
 
-async def page_text_once(browser: str, url: str, profile: Path, wanted: str) -> str:
-    """Opens `url` in headless Chromium and reads the page's text (over the DevTools
-    protocol) until it contains `wanted` or 60 s pass; the last text read."""
-    proc = await asyncio.create_subprocess_exec(
-        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        active = profile / "DevToolsActivePort"
-        async with asyncio.timeout(30):
-            while not active.exists() or not active.read_text().strip():
-                await asyncio.sleep(0.1)
-        port = active.read_text().split()[0]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            [page] = [t for t in (await http.get("/json/list")).json() if t["type"] == "page"]
-        async with websockets.connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
-            calls = itertools.count(1)
-
-            async def call(method: str, **params: Any) -> dict[str, Any]:
-                call_id = next(calls)
-                await ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
-                while True:
-                    reply = json.loads(await ws.recv())
-                    if reply.get("id") == call_id:
-                        result: dict[str, Any] = reply.get("result", {})
-                        return result
-
-            await call("Page.navigate", url=url)
-            text = ""
-            deadline = asyncio.get_running_loop().time() + 60
-            while wanted not in text and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.5)
-                got = await call(
-                    "Runtime.evaluate",
-                    expression="document.body ? document.body.innerText : ''",
-                    returnByValue=True,
-                )
-                text = str(got.get("result", {}).get("value", ""))
-            return text
-    finally:
-        proc.terminate()
-        await proc.wait()
+async def page_text(browser: str, url: str, wanted: str) -> str:
+    """Opens `url` in headless Chromium (Playwright driving Debian's browser) and waits up to
+    60 s for the page to show `wanted`; the page's text."""
+    async with async_playwright() as pw:
+        chromium_ = await pw.chromium.launch(
+            executable_path=browser, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        try:
+            page = await chromium_.new_page()
+            await page.goto(url)
+            with contextlib.suppress(PlaywrightTimeoutError):  # the assertion below says why
+                await page.get_by_text(wanted).first.wait_for(timeout=60_000)
+            return await page.inner_text("body")
+        finally:
+            await chromium_.close()
 
 
 async def test_the_web_ui_shows_an_orders_input_decoded_by_the_codec_server(
@@ -131,7 +100,7 @@ async def test_the_web_ui_shows_an_orders_input_decoded_by_the_codec_server(
                 f"http://{HOST}:{ui_port}/namespaces/{env.client.namespace}/workflows/"
                 f"{handle.id}/{handle.result_run_id}/history"
             )
-            page = await page_text_once(browser, url, tmp_path / "profile", token)
+            page = await page_text(browser, url, token)
         finally:
             await env.shutdown()
     assert token in page, page[-3000:]
