@@ -8,10 +8,22 @@ from sqlmodel import Field, SQLModel
 from services.common import Timestamp, utcnow
 from services.inventory.models import DEFAULT_LOW_STOCK_THRESHOLD
 
-# A GIN trigram index over name, description and sku that serves `q` (ILIKE '%...%') on
-# PostgreSQL (the migration creates it with the operator class qualified by its schema).
-SEARCH_INDEX = "ix_product_products_search"
-_TRGM = "gin_trgm_ops"
+# GIN trigram indexes that serve `q` (ILIKE '%...%' on each column) on PostgreSQL; the
+# migration creates them with pg_trgm's operator class qualified by its schema. SQLite has
+# no index for LIKE '%q%': there each is partial and empty (no write costs anything), so
+# both schemas name the same indexes.
+SEARCHED = ("name", "description", "sku")
+SEARCH_INDEXES = {column: f"ix_product_products_{column}_trgm" for column in SEARCHED}
+
+
+def _search_index(column: str) -> Index:
+    return Index(
+        SEARCH_INDEXES[column],
+        column,
+        postgresql_using="gin",
+        postgresql_ops={column: "gin_trgm_ops"},
+        sqlite_where=text("0"),
+    )
 
 
 class ProductRow(SQLModel, table=True):
@@ -21,17 +33,7 @@ class ProductRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_product_products_active_sku", "active", "sku"),
         Index("ix_product_products_category_active_sku", "category", "active", "sku"),
-        Index(
-            SEARCH_INDEX,
-            "name",
-            "description",
-            "sku",
-            postgresql_using="gin",
-            postgresql_ops={"name": _TRGM, "description": _TRGM, "sku": _TRGM},
-            # SQLite has no index for LIKE '%q%': there the index is partial and empty (it
-            # costs no write), so both schemas name the same indexes.
-            sqlite_where=text("0"),
-        ),
+        *(_search_index(column) for column in SEARCHED),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -39,7 +41,7 @@ class ProductRow(SQLModel, table=True):
     name: str = Field(max_length=200)
     description: str = Field(default="", max_length=2000)
     price_cents: int = Field(sa_type=BigInteger)
-    category: str = Field(default="", max_length=64, index=True)
+    category: str = Field(default="", max_length=64)
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
     low_stock_threshold: int = Field(

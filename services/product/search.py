@@ -13,8 +13,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, literal_column, or_
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from core.errors import InvalidArgument
 from services.common import text
@@ -68,11 +69,15 @@ def _like(q: str) -> str:
     return f"%{escaped}%"
 
 
-def list_page(
-    session: Session, filters: Filters, limit: int, after: str
-) -> tuple[list[ProductRow], str]:
-    """A page in sku order, and the sku the next one starts after ("" on the last page)."""
-    query = select(ProductRow).order_by(col(ProductRow.sku))
+def page_query(filters: Filters, limit: int, after: str) -> SelectOfScalar[ProductRow]:
+    """The SELECT of a page (one row more than `limit`, to tell whether another follows)."""
+    sku = col(ProductRow.sku)
+    # With `q`, order by an expression of sku (same values, same order) that no index
+    # provides: otherwise the planner walks the sku index hoping to meet `limit` matches
+    # soon, which for a rare word means reading the whole table; this way it takes the
+    # trigram index's matches and sorts them.
+    order = sku.op("||")(literal_column("''")) if filters.q else sku
+    query = select(ProductRow).order_by(order)
     if filters.category:
         query = query.where(ProductRow.category == filters.category)
     if filters.active is not None:
@@ -91,7 +96,14 @@ def list_page(
         query = query.where(col(ProductRow.sku) > after)
     if limit:
         query = query.limit(limit + 1)
-    rows = list(session.exec(query).all())
+    return query
+
+
+def list_page(
+    session: Session, filters: Filters, limit: int, after: str
+) -> tuple[list[ProductRow], str]:
+    """A page in sku order, and the sku the next one starts after ("" on the last page)."""
+    rows = list(session.exec(page_query(filters, limit, after)).all())
     if limit and len(rows) > limit:
         rows = rows[:limit]
         return rows, rows[-1].sku

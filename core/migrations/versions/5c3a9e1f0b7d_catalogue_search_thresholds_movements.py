@@ -19,17 +19,21 @@ down_revision: str | Sequence[str] | None = "74d7d0147e56"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-SEARCH_INDEX = "ix_product_products_search"
+SEARCHED = ("name", "description", "sku")
 
 
-def _create_search_index() -> None:
-    """PostgreSQL only: pg_trgm's GIN index serves ILIKE '%q%' on each of the columns.
+def _search_index(column: str) -> str:
+    return f"ix_product_products_{column}_trgm"
 
-    The extension is database-wide; its operator class is named with the schema it lives
-    in, so a schema whose search_path lacks that one (the tests' per-schema databases)
-    still finds it.
+
+def _create_search_indexes() -> None:
+    """PostgreSQL: pg_trgm's GIN index on each column serves ILIKE '%q%' on it.
+
+    The extension is database-wide (installed in `public` if missing); its operator class
+    is named with the schema it lives in, so a schema whose search_path lacks that one (the
+    tests' per-schema databases) still finds it.
     """
-    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
     schema = (
         op.get_bind()
         .execute(
@@ -40,11 +44,11 @@ def _create_search_index() -> None:
         )
         .scalar_one()
     )
-    ops = f'"{schema}".gin_trgm_ops'
-    op.execute(
-        f"CREATE INDEX {SEARCH_INDEX} ON product_products USING gin "
-        f"(name {ops}, description {ops}, sku {ops})"
-    )
+    for column in SEARCHED:
+        op.execute(
+            f"CREATE INDEX {_search_index(column)} ON product_products "
+            f'USING gin ({column} "{schema}".gin_trgm_ops)'
+        )
 
 
 def upgrade() -> None:
@@ -56,14 +60,15 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_product_products_category_active_sku", ["category", "active", "sku"], unique=False
         )
+        # The composite index serves category alone too.
+        batch_op.drop_index("ix_product_products_category")
     if op.get_bind().dialect.name == "postgresql":
-        _create_search_index()
+        _create_search_indexes()
     else:
-        # No index serves LIKE '%q%' on SQLite: an empty partial one keeps the names alike.
+        # No index serves LIKE '%q%' on SQLite: empty partial ones keep the names alike.
         with op.batch_alter_table("product_products", schema=None) as batch_op:
-            batch_op.create_index(
-                SEARCH_INDEX, ["name", "description", "sku"], sqlite_where=sa.text("0")
-            )
+            for column in SEARCHED:
+                batch_op.create_index(_search_index(column), [column], sqlite_where=sa.text("0"))
 
     with op.batch_alter_table("inventory_adjustments", schema=None) as batch_op:
         batch_op.add_column(
@@ -88,7 +93,9 @@ def downgrade() -> None:
         batch_op.drop_column("actor")
         batch_op.drop_column("reason")
     with op.batch_alter_table("product_products", schema=None) as batch_op:
-        batch_op.drop_index(SEARCH_INDEX)
+        for column in SEARCHED:
+            batch_op.drop_index(_search_index(column))
+        batch_op.create_index("ix_product_products_category", ["category"], unique=False)
         batch_op.drop_index("ix_product_products_category_active_sku")
         batch_op.drop_index("ix_product_products_active_sku")
         batch_op.drop_column("low_stock_threshold")
