@@ -194,6 +194,7 @@ class ProductPublic(BaseModel):
     low_stock_threshold: int = Field(
         description="available stock below this raises a low-stock event (0: never)"
     )
+    low_stock: bool = Field(description="stock is below low_stock_threshold")
 
 
 # --- catalogue (the product models above and these: api/routes/products.py) -------------

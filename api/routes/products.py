@@ -51,6 +51,7 @@ def _public(p: product_pb2.Product, stock: int) -> ProductPublic:
         category=p.category,
         active=p.active,
         low_stock_threshold=p.low_stock_threshold,
+        low_stock=stock < p.low_stock_threshold,
     )
 
 
