@@ -247,13 +247,14 @@ async def test_bulk_create_products_counts_rows_and_sets_stock(
         row(f"A-{tag}", stock=1, category=category),  # 4 duplicate sku in the stream
         row(f"D-{tag}", category=category),  # 5 created, no stock
         row("", category=category),  # 6 empty sku
-        row(f"OLD-{tag}", stock=50, category=category),  # 7 exists: skipped
+        row(f"OLD-{tag}", stock=50, category=category),  # 7 exists: updated
         row(f"E-{tag}", id=given_id, stock=3, category=category),  # 8 created with its id
         row(f"F-{tag}", stock=-2, category=category),  # 9 negative stock
         row(f"G-{tag}", id=existing.id, category=category),  # 10 id taken by another sku
     ]
     summary = await stubs.product.BulkCreateProducts(iter(rows))
-    assert (summary.received, summary.created, summary.skipped, summary.failed) == (10, 3, 1, 6)
+    counts = (summary.received, summary.created, summary.updated, summary.skipped, summary.failed)
+    assert counts == (10, 3, 1, 0, 6)
     assert [(e.row, e.sku) for e in summary.errors] == [
         (2, f"B-{tag}"),
         (3, f"C-{tag}"),
@@ -277,15 +278,15 @@ async def test_bulk_create_products_counts_rows_and_sets_stock(
         grpc.StatusCode.NOT_FOUND,
         "STOCK_NOT_FOUND",
     )
-    # The skipped product is untouched, stock included.
-    await expect_error(
-        stubs.inventory.GetStock(inv.GetStockRequest(product_id=existing.id)),
-        grpc.StatusCode.NOT_FOUND,
-    )
-    # Importing again skips what exists and adds no stock (key initial-stock:{id}).
-    again = await stubs.product.BulkCreateProducts(iter([rows[0], rows[7]]))
-    assert (again.created, again.skipped, again.failed) == (0, 2, 0)
+    # The existing product took the row's fields, and its initial stock, never set before.
+    old = await product_by_sku(stubs, f"OLD-{tag}", category)
+    assert (old.id, old.name, old.price_cents) == (existing.id, f"Name OLD-{tag}", 1000)
+    assert await adjust(stubs, existing.id, 0) == 50
+    # Importing again changes nothing and adds no stock (key initial-stock:{id}).
+    again = await stubs.product.BulkCreateProducts(iter([rows[0], rows[6], rows[7]]))
+    assert (again.created, again.updated, again.skipped, again.failed) == (0, 0, 3, 0)
     assert await adjust(stubs, a.id, 0) == 7
+    assert await adjust(stubs, existing.id, 0) == 50
     # The same key as the REST API's initial stocking: a retry of it is a no-op.
     assert await adjust(stubs, a.id, 7, f"initial-stock:{a.id}") == 7
 
@@ -463,7 +464,7 @@ async def test_import_csv_cli(stubs: Stubs, engine: Engine, tmp_path: Path) -> N
     try:
         code, out, err = await run_import(str(EXAMPLE_CSV), "--target", target)
         assert code == 0, out + err
-        assert "10 rows: 10 created, 0 skipped (sku exists), 0 failed" in out
+        assert "10 rows: 10 created, 0 updated, 0 unchanged, 0 failed" in out
         assert "sent 10/10 rows" in err
         mug = await product_by_sku(stubs, "EX-MUG-001", "kitchen")
         assert (mug.name, mug.price_cents) == ("Enamel camp mug", 1450)
@@ -472,7 +473,7 @@ async def test_import_csv_cli(stubs: Stubs, engine: Engine, tmp_path: Path) -> N
         # Again, with the target from GRPC_TARGET: everything exists, nothing changes.
         code, out, err = await run_import(str(EXAMPLE_CSV), env={"GRPC_TARGET": target})
         assert code == 0, out + err
-        assert "10 rows: 0 created, 10 skipped (sku exists), 0 failed" in out
+        assert "10 rows: 0 created, 0 updated, 10 unchanged, 0 failed" in out
         assert await adjust(stubs, mug.id, 0) == 120
 
         tag = uuid.uuid4().hex[:10]
@@ -483,7 +484,7 @@ async def test_import_csv_cli(stubs: Stubs, engine: Engine, tmp_path: Path) -> N
         bad.write_text("\n".join(lines) + "\n")
         code, out, err = await run_import(str(bad), "--target", target)
         assert code == 1, out + err
-        assert "151 rows: 149 created, 0 skipped (sku exists), 2 failed" in out
+        assert "151 rows: 149 created, 0 updated, 0 unchanged, 2 failed" in out
         assert f"row 150 (sku P-{tag}): price_cents is not an integer" in out
         assert f"row 151 (sku N-{tag}): name is required" in out
         assert "sent 100/150 rows" in err and "sent 150/150 rows" in err
