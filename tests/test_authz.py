@@ -81,6 +81,11 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("post", "/orders/{order_id}/cancel"): own(409),
     ("post", "/orders/{order_id}/ship"): admin_only(409),
     ("post", "/orders/{order_id}/deliver"): admin_only(409),
+    # Everyone's own cart (admins have one too); the checkout runs first, on empty carts.
+    ("get", "/cart"): Cell(401, 200, 200, 200),
+    ("put", "/cart/items/{product_id}"): Cell(401, 200, 200, 200),
+    ("delete", "/cart"): Cell(401, 204, 204, 204),
+    ("post", "/cart/checkout"): Cell(401, 409, 409, 409),
 }
 
 
@@ -136,6 +141,13 @@ def _request(world: World, method: str, path: str, ids: dict[str, str]) -> dict[
         kwargs["params"] = {"user_id": world.owner["id"]}
     elif path.endswith("/cancel"):
         kwargs["json"] = {"reason": "authz matrix"}
+    elif path == "/cart/items/{product_id}":
+        kwargs["json"] = {"quantity": 1}
+    elif path == "/cart/checkout":
+        kwargs["json"] = {
+            "payment": {"card_number": DECLINED_CARD},
+            "shipping_address": SHIPPING_ADDRESS,
+        }
     return kwargs
 
 
