@@ -124,7 +124,7 @@ async def test_bad_changes_are_refused_and_change_nothing(stack: Stack) -> None:
     assert_error(await put(stack, who, "no-such-product", 1), 404, "NOT_FOUND")
     assert_error(await put(stack, who, gone["id"], 1), 404, "NOT_FOUND")
     assert_error(await put(stack, who, "no-such-product", 0), 404, "NOT_FOUND")
-    for bad in (-1, 100, "two", None):
+    for bad in (-1, 100, "two", None, False, 1.5):
         assert_error(await put(stack, who, book["id"], bad), 422, "VALIDATION_ERROR")
     assert_error(await put(stack, who, "bad id!", 1), 422, "VALIDATION_ERROR")
     no_token = await stack.http.put(
