@@ -15,7 +15,7 @@ from temporalio.client import Client
 from api.deps import GRPC_TIMEOUT, TemporalConnector
 from api.errors import install_error_handlers
 from api.rate_limits import RateLimits
-from api.routes import auth, categories, checkout, health, orders, products, users
+from api.routes import auth, cart, categories, checkout, health, orders, products, users
 from api.watch import OrderWatch
 from core.config import Settings, get_settings
 from core.db import make_engine, migrate
@@ -63,6 +63,7 @@ TAGS = [
     {"name": "products", "description": "The catalogue and its stock."},
     {"name": "checkout", "description": "Place an order (starts a PlaceOrder saga)."},
     {"name": "orders", "description": "Follow, cancel, ship and deliver orders."},
+    {"name": "cart", "description": "The caller's cart (a Cart workflow) and its checkout."},
 ]
 
 
@@ -117,7 +118,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, auth, users, products, checkout, orders):
+    for module in (health, auth, users, products, checkout, orders, cart):
         app.include_router(module.router)
     app.include_router(categories.router)
     return app
