@@ -118,7 +118,6 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, auth, users, products, checkout, orders, cart):
+    for module in (health, auth, users, products, categories, checkout, orders, cart):
         app.include_router(module.router)
-    app.include_router(categories.router)
     return app
