@@ -141,6 +141,7 @@ async def current_order(
         return await find_order(client, engine, order_id)
     stored = await stored_order(engine, order_id)
     if stored is not None:
+        watch.stored(order_id)
         return stored
     if (started := watch.just_started(order_id)) is not None:
         return started
