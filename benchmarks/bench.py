@@ -46,16 +46,18 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from benchmarks.clients import measure_noop, measure_saga, seed_catalogue
+from benchmarks.clients import Done, ignore_done, measure_noop, measure_saga, seed_catalogue
 from benchmarks.database import backend, fresh_database
 from benchmarks.noop import ACTIVITIES_PER_ORDER
 from benchmarks.report import (
     CpuMeter,
     Result,
     Usage,
+    WindowCpu,
     combine,
     peak_rss_mb,
     scale,
+    scale_lines,
     summary,
     table,
     usage_lines,
@@ -102,7 +104,7 @@ class Run:
     task_queue: str
     pids: dict[str, int]
 
-    async def saga(self, mode: Mode, orders: int) -> Result:
+    async def saga(self, mode: Mode, orders: int, on_done: Done = ignore_done) -> Result:
         return await measure_saga(
             self.http,
             self.user_id,
@@ -111,10 +113,13 @@ class Run:
             mode.concurrency,
             mode.poll_interval,
             mode.rate,
+            on_done,
         )
 
-    async def noop(self, mode: Mode, orders: int) -> Result:
-        return await measure_noop(self.client, orders, mode.concurrency, self.task_queue, mode.rate)
+    async def noop(self, mode: Mode, orders: int, on_done: Done = ignore_done) -> Result:
+        return await measure_noop(
+            self.client, orders, mode.concurrency, self.task_queue, mode.rate, on_done
+        )
 
 
 async def run_mode(run: Run, mode: Mode) -> dict[str, Any]:
@@ -124,15 +129,18 @@ async def run_mode(run: Run, mode: Mode) -> dict[str, Any]:
     sagas: list[Result] = []
     noops: list[Result] = []
     usage = {"saga": Usage(), "noop": Usage()}
+    windows = {side: WindowCpu(run.pids, args.window, args.orders, args.rounds) for side in usage}
     load = f"{mode.rate:.1f} orders/s" if mode.rate else f"C={mode.concurrency}"
     for n in range(1, args.rounds + 1):
         say(f"{mode.name} round {n}/{args.rounds}, saga: {args.orders} checkouts, {load}")
         meter = CpuMeter(run.pids)
-        sagas.append(await run.saga(mode, args.orders))
+        windows["saga"].start(n)
+        sagas.append(await run.saga(mode, args.orders, windows["saga"].hook(n)))
         usage["saga"].add(meter.stop())
         say(f"{mode.name} round {n}/{args.rounds}, noop: {args.orders} BenchNoop runs")
         meter = CpuMeter(run.pids)
-        noops.append(await run.noop(mode, args.orders))
+        windows["noop"].start(n)
+        noops.append(await run.noop(mode, args.orders, windows["noop"].hook(n)))
         usage["noop"].add(meter.stop())
         say(f"{mode.name} round {n}: saga {sagas[-1].per_s:.1f}/s, noop {noops[-1].per_s:.1f}/s")
     ratios = [a.per_s / b.per_s for a, b in zip(sagas, noops, strict=True)]
@@ -145,6 +153,7 @@ async def run_mode(run: Run, mode: Mode) -> dict[str, Any]:
             "window": args.window,
             "saga": scale(sagas, args.window),
             "noop": scale(noops, args.window),
+            "cpu_ms_per_order": {side: w.figures() for side, w in windows.items()},
         },
     }
     heading = f"mode {mode.name}: {args.rounds} round(s) of {args.orders} orders, {load}"
@@ -152,24 +161,10 @@ async def run_mode(run: Run, mode: Mode) -> dict[str, Any]:
     print(
         f"\n{heading}\n{table(saga, noop, statistics.median(ratios), mode.follow)}\n"
         f"ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}\n"
-        f"{_scale_line(figures['scale'])}{usage_lines(usage)}\n",
+        f"{scale_lines(figures['scale'])}{usage_lines(usage)}\n",
         flush=True,
     )
     return figures
-
-
-def _scale_line(figures: dict[str, Any]) -> str:
-    sides = [(side, figures[side]) for side in ("saga", "noop") if figures[side]]
-    if not sides:
-        return ""
-    return (
-        f"last {figures['window']} orders against the first {figures['window']}: "
-        + ", ".join(
-            f"{side} {f['last_per_s']:.1f} vs {f['first_per_s']:.1f}/s ({f['ratio']:.2f})"
-            for side, f in sides
-        )
-        + "\n"
-    )
 
 
 def modes_of(args: argparse.Namespace) -> list[Mode]:

@@ -42,6 +42,11 @@ ORDER_TIMEOUT = 120.0  # one order from POST to PAID, or one BenchNoop run
 
 
 One = Callable[[int], Coroutine[Any, Any, None]]
+Done = Callable[[int], None]  # called with the count of orders done, after each
+
+
+def ignore_done(count: int) -> None:
+    pass
 
 
 async def _bounded(n: int, concurrency: int, one: One) -> None:
@@ -153,6 +158,7 @@ async def measure_saga(
     concurrency: int,
     poll_interval: float | None = None,
     rate: float | None = None,
+    on_done: Done = ignore_done,
 ) -> Result:
     """N checkouts, each followed until PAID: through the SSE stream, or by polling
     GET /orders/{id} every `poll_interval` seconds; from C clients, or arriving at `rate`/s.
@@ -183,6 +189,7 @@ async def measure_saga(
         posted.append(sent)
         result.done.append(at)
         result.latencies_ms.append((at - sent) * 1000)
+        on_done(len(result.done))
 
     await drive(orders, concurrency, rate, one)
     result.start, result.end = min(posted), max(result.done)
@@ -210,6 +217,7 @@ async def measure_noop(
     concurrency: int,
     task_queue: str | None = None,
     rate: float | None = None,
+    on_done: Done = ignore_done,
 ) -> Result:
     """N BenchNoop runs, each waited on: from C concurrent starters, or arriving at `rate`/s.
 
@@ -239,6 +247,7 @@ async def measure_noop(
         starts.append(start)
         result.done.append(end)
         result.latencies_ms.append((end - start) * 1000)
+        on_done(len(result.done))
 
     async with build_noop_worker(client, task_queue):
         await drive(orders, concurrency, rate, one)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,10 +101,11 @@ def machine_ticks() -> tuple[int, int]:
 
 
 def written_bytes(pid: int) -> int | None:
-    """Bytes a live process has written (write(2) and the like): the dev server's SQLite."""
+    """Bytes a live process has had written to storage: the dev server's SQLite file and WAL
+    (`wchar` would count its sockets too)."""
     try:
         for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-            if line.startswith("wchar:"):
+            if line.startswith("write_bytes:"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -197,6 +199,54 @@ class CpuMeter:
         )
 
 
+class WindowCpu:
+    """CPU ms per order, by process, over the first `window` orders of the first round and
+    the last `window` of the last: on a shared machine the rates drift with the neighbours'
+    load, the CPU an order costs much less, so a cost that grows with the orders shows."""
+
+    def __init__(self, pids: dict[str, int], window: int, orders: int, rounds: int) -> None:
+        self.pids, self.window, self.orders, self.rounds = pids, window, orders, rounds
+        self.marks: dict[str, dict[str, float | None]] = {}
+
+    def _mark(self, name: str) -> None:
+        self.marks[name] = {n: cpu_seconds(pid) for n, pid in self.pids.items()}
+
+    def start(self, round_no: int) -> None:
+        if round_no == 1:
+            self._mark("first_start")
+        if round_no == self.rounds and self.orders == self.window:
+            self._mark("last_start")
+
+    def hook(self, round_no: int) -> Callable[[int], None]:
+        """What the round calls with the count of orders done, after each."""
+
+        def done(count: int) -> None:
+            if round_no == 1 and count == self.window:
+                self._mark("first_end")
+            if round_no == self.rounds and count == self.orders - self.window:
+                self._mark("last_start")
+            if round_no == self.rounds and count == self.orders:
+                self._mark("last_end")
+
+        return done
+
+    def _per_order(self, start: str, end: str) -> dict[str, float]:
+        a, b = self.marks[start], self.marks[end]
+        return {
+            n: round((after - before) * 1000 / self.window, 1)
+            for n, after in b.items()
+            if after is not None and (before := a.get(n)) is not None
+        }
+
+    def figures(self) -> dict[str, dict[str, float]] | None:
+        if not {"first_start", "first_end", "last_start", "last_end"} <= set(self.marks):
+            return None
+        return {
+            "first": self._per_order("first_start", "first_end"),
+            "last": self._per_order("last_start", "last_end"),
+        }
+
+
 # --- the printed figures ------------------------------------------------------------------
 
 
@@ -246,3 +296,28 @@ def usage_lines(usage: dict[str, Usage]) -> str:
         + f" in {u.wall_s:.1f} s\n  limit: {u.limit()}"
         for side, u in usage.items()
     )
+
+
+def scale_lines(figures: dict[str, Any]) -> str:
+    """The scale figures of one mode, printed."""
+    sides = [(side, figures[side]) for side in ("saga", "noop") if figures[side]]
+    if not sides:
+        return ""
+    lines = [
+        f"last {figures['window']} orders against the first {figures['window']}: "
+        + ", ".join(
+            f"{side} {f['last_per_s']:.1f} vs {f['first_per_s']:.1f}/s ({f['ratio']:.2f})"
+            for side, f in sides
+        )
+    ]
+    for side, cpu in figures["cpu_ms_per_order"].items():
+        if cpu:
+            lines.append(
+                f"  {side} CPU ms per order, last vs first: "
+                + ", ".join(
+                    f"{name} {ms} vs {cpu['first'].get(name)}"
+                    for name, ms in cpu["last"].items()
+                    if ms or cpu["first"].get(name)
+                )
+            )
+    return "\n".join(lines) + "\n"

@@ -177,6 +177,8 @@ def test_bench_runs_each_mode_and_prints_json(tmp_path: Path, db_url: str) -> No
             for side in ("saga", "noop"):
                 figures = result[name]["scale"][side]
                 assert figures["first_per_s"] > 0 and figures["ratio"] > 0
+                cpu = result[name]["scale"]["cpu_ms_per_order"][side]
+                assert cpu["first"]["temporal"] >= 0 and cpu["last"]["temporal"] >= 0
         # Where the time went, from the histories of both sides (no warm-up: these runs').
         saga_steps, noop_steps = result["steps_ms"]["saga"], result["steps_ms"]["noop"]
         assert saga_steps["histories"] == noop_steps["histories"] == 24
@@ -192,5 +194,6 @@ def test_bench_runs_each_mode_and_prints_json(tmp_path: Path, db_url: str) -> No
     assert result["database"] == "postgresql" and not (data_dir / "shop.db").exists()
     assert set(result) >= {"sse"} and "poll" not in result and "open" not in result
     _assert_figures(result["sse"], rounds=1)
-    assert result["sse"]["scale"]["saga"] is None  # 4 orders: no two windows of 500
+    scaled = result["sse"]["scale"]  # 4 orders: no two windows of 500
+    assert scaled["saga"] is None and scaled["cpu_ms_per_order"]["saga"] is None
     assert _bench_databases(db_url) == before  # its database dropped
