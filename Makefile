@@ -57,7 +57,9 @@ clean:
 record-histories: install
 	$(PY) -m workflows.record --out tests/histories
 
-# Checkout throughput through the REST API next to a no-op workflow of the same shape
-# (the engine's limit), on a fresh dev server; last line JSON. BENCH_ARGS="--orders 200 --concurrency 20".
+# Checkout throughput and latency through the REST API next to a no-op workflow of the same
+# shape (the engine's limit), on a fresh dev server; last line JSON (docs/benchmarks.md).
+# BENCH_ARGS="--mode sse,poll,open --orders 200", "--orders 5000 --rounds 1" (scale),
+# "--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres" (or BENCH_DATABASE_URL).
 bench: install
 	$(PY) -m benchmarks.bench $(BENCH_ARGS)

@@ -1,5 +1,10 @@
-"""Where an order's current state comes from: the read model once it is final, the
-workflow's `status` query while it runs, and the read model again when the query fails."""
+"""Where an order's current state comes from.
+
+`GET /orders/{id}` reads the read model, which the workflow writes on every status change
+(at most one save behind), and asks the workflow (its `status` query: a round trip through
+the server and a workflow task on the worker) only for an order with no row yet, or when the
+caller asks for `?consistent=true` (`find_order`: the query, falling back on the read model
+when it fails)."""
 
 from __future__ import annotations
 
@@ -119,6 +124,28 @@ async def find_order(client: Client | None, engine: Engine, order_id: str) -> Or
     if stored is not None and stored.version > snap.version:
         return stored
     return snap
+
+
+async def current_order(
+    client: Client | None,
+    engine: Engine,
+    watch: OrderWatch,
+    order_id: str,
+    consistent: bool = False,
+) -> OrderSnapshot:
+    """The order for `GET /orders/{id}`: the read model's row; without one, the PENDING view
+    of an order this API process has just started (api.watch), else the workflow's answer;
+    `consistent`: the workflow's answer (`find_order`) whatever the read model holds.
+    ApiError 404 if unknown."""
+    if consistent:
+        return await find_order(client, engine, order_id)
+    stored = await stored_order(engine, order_id)
+    if stored is not None:
+        watch.stored(order_id)
+        return stored
+    if (started := watch.just_started(order_id)) is not None:
+        return started
+    return await find_order(client, engine, order_id)
 
 
 async def order_owner(client: Client | None, engine: Engine, order_id: str) -> str:

@@ -81,6 +81,11 @@ class OrderWatch:
         """The PENDING view of an order started here whose first save has not been seen."""
         return self._just_started.get(order_id)
 
+    def stored(self, order_id: str) -> None:
+        """Forgets the PENDING view of an order now seen in the read model (by a read of
+        GET /orders/{id}: polling clients do not subscribe)."""
+        self._just_started.pop(order_id, None)
+
     @contextmanager
     def subscribe(self, order_id: str, version: int = -1) -> Iterator[Subscription]:
         """Delivers the stored order whenever it is newer than what the subscriber has

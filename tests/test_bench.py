@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import psycopg
+from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from benchmarks.bench import percentile
 from benchmarks.noop import ACTIVITIES_PER_ORDER
+from benchmarks.report import Result, Usage, percentile, scale, window_rate
 from benchmarks.steps import Steps, steps_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +28,29 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 99) == 99.0
     assert percentile([7.0], 99) == 7.0
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+
+
+def test_scale_compares_the_rate_of_the_last_orders_with_the_first() -> None:
+    # 10 orders a second for the first 6 completions, then 5 a second.
+    done = [0.1 * i for i in range(6)] + [0.5 + 0.2 * i for i in range(1, 7)]
+    assert round(window_rate(done, 4, last=False), 6) == 10.0
+    assert round(window_rate(done, 4, last=True), 6) == 5.0
+    one = Result(12, 0.0, done[-1], done=done)
+    assert scale([one], 4) == {"first_per_s": 10.0, "last_per_s": 5.0, "ratio": 0.5}
+    # Across rounds: the first round's first window, the last round's last one.
+    steady = Result(6, 0.0, 0.5, done=[0.1 * i for i in range(6)])
+    assert scale([steady, one], 4) == {"first_per_s": 10.0, "last_per_s": 5.0, "ratio": 0.5}
+    assert scale([steady], 4) is None  # fewer than two windows of orders
+
+
+def test_the_limit_names_the_busy_resource() -> None:
+    cores = os.cpu_count() or 1
+    busy = Usage(cpu_s={"temporal": 5.0 * cores, "worker": 4.0}, wall_s=10.0, machine_busy=0.97)
+    assert busy.limit().startswith("CPU: ") and "top: temporal" in busy.limit()
+    one = Usage(cpu_s={"worker": 9.5, "temporal": 1.0}, wall_s=10.0, machine_busy=0.6)
+    assert one.limit().startswith("CPU of one process") and "worker" in one.limit()
+    idle = Usage(cpu_s={"worker": 2.0}, wall_s=10.0, machine_busy=0.3)
+    assert idle.limit().startswith("not CPU")
 
 
 def test_noop_has_the_shape_of_place_orders_happy_path() -> None:
@@ -90,29 +117,83 @@ def _processes_with(data_dir: Path) -> list[int]:
     return found
 
 
-def test_bench_runs_end_to_end_and_prints_json(tmp_path: Path) -> None:
-    data_dir = tmp_path / "bench"
+def _bench_databases(db_url: str) -> set[str]:
+    conninfo = make_url(db_url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(conninfo.render_as_string(hide_password=False)) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'bench_%'")
+        return {name for (name,) in rows}
+
+
+def _bench(data_dir: Path, *args: str) -> dict[str, Any]:
+    """Runs `make bench` with tiny numbers: its last line of JSON."""
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--orders", "4", "--concurrency", "2",
-         "--warmup", "0", "--rounds", "2", "--data-dir", str(data_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=90,
+         "--warmup", "0", "--data-dir", str(data_dir), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=150,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    result = json.loads(lines[-1])
-    assert result["orders"] == 4 and result["concurrency"] == 2 and result["rounds"] == 2
-    assert len(result["round_ratios"]) == 2 and all(r > 0 for r in result["round_ratios"])
-    for key in ("saga_orders_per_s", "noop_orders_per_s", "ratio", "post_p50_ms",
-                "post_p99_ms", "paid_p50_ms", "paid_p99_ms"):  # fmt: skip
-        assert result[key] > 0, key
-    assert set(result["rss_mb"]) == {"temporal", "worker", "services", "api"}
-    assert all(v and v > 0 for v in result["rss_mb"].values())
     assert "PlaceOrder via REST" in done.stdout and "BenchNoop" in done.stdout
-    # Where the time went, from the histories of both sides (warm-up is 0: these rounds').
-    saga_steps, noop_steps = result["steps_ms"]["saga"], result["steps_ms"]["noop"]
-    assert saga_steps["histories"] == noop_steps["histories"] == 8
-    assert set(noop_steps["activities"]) == {"bench_noop_step"}
-    assert {"get_user", "reserve_stock", "charge", "save_order"} <= set(saga_steps["activities"])
-    assert "where the time goes" in done.stdout
+    assert "where the time goes" in done.stdout and "limit: " in done.stdout
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     assert (data_dir / "temporal.db").exists()  # the dev server persisted to DATA_DIR
     assert _processes_with(data_dir) == []  # every child stopped
+    return result
+
+
+def _assert_figures(mode: dict[str, Any], rounds: int) -> None:
+    assert len(mode["round_ratios"]) == rounds and all(r > 0 for r in mode["round_ratios"])
+    for key in ("saga_orders_per_s", "noop_orders_per_s", "ratio", "post_p50_ms",
+                "post_p99_ms", "paid_p50_ms", "paid_p99_ms", "noop_p99_ms"):  # fmt: skip
+        assert mode[key] > 0, key
+    for side in ("saga", "noop"):
+        usage = mode["usage"][side]
+        assert usage["wall_s"] > 0 and usage["cpu_s"]["temporal"] >= 0 and usage["limit"]
+
+
+def test_bench_runs_each_mode_and_prints_json(tmp_path: Path, db_url: str) -> None:
+    """Every mode on SQLite in one run; on PostgreSQL, the shop's tables in a database of
+    their own, dropped after. No figure is judged: the run works and reports."""
+    data_dir = tmp_path / "bench"
+    if make_url(db_url).get_backend_name() == "sqlite":
+        result = _bench(
+            data_dir, "--rounds", "2", "--mode", "sse,poll,open", "--poll-interval", "0.1",
+            "--window", "2",
+        )  # fmt: skip
+        assert result["database"] == "sqlite" and (data_dir / "shop.db").exists()
+        assert {"sse", "poll", "open"} <= set(result)
+        for name in ("sse", "poll", "open"):
+            _assert_figures(result[name], rounds=2)
+        assert result["sse"]["follow"] == "SSE" and result["poll"]["follow"] == "poll 0.1s"
+        assert result["sse"]["concurrency"] == result["poll"]["concurrency"] == 2
+        # Open loop at 0.8 of the no-op's closed-loop rate measured in this very run.
+        opened = result["open"]
+        assert opened["concurrency"] is None and opened["rate"] > 0
+        assert abs(opened["rate"] - 0.8 * opened["noop_saturated_per_s"]) < 0.02
+        assert opened["noop_saturated_per_s"] == max(
+            result["sse"]["noop_orders_per_s"], result["poll"]["noop_orders_per_s"]
+        )
+        # Scale: 8 orders a side in two rounds, windows of 2.
+        for name in ("sse", "poll", "open"):
+            for side in ("saga", "noop"):
+                figures = result[name]["scale"][side]
+                assert figures["first_per_s"] > 0 and figures["ratio"] > 0
+                cpu = result[name]["scale"]["cpu_ms_per_order"][side]
+                assert cpu["first"]["temporal"] >= 0 and cpu["last"]["temporal"] >= 0
+        # Where the time went, from the histories of both sides (no warm-up: these runs').
+        saga_steps, noop_steps = result["steps_ms"]["saga"], result["steps_ms"]["noop"]
+        assert saga_steps["histories"] == noop_steps["histories"] == 24
+        assert set(noop_steps["activities"]) == {"bench_noop_step"}
+        assert {"get_user", "reserve_stock", "charge", "save_order"} <= set(
+            saga_steps["activities"]
+        )
+        assert set(result["rss_mb"]) == {"temporal", "worker", "services", "api"}
+        assert all(v and v > 0 for v in result["rss_mb"].values())
+        return
+    before = _bench_databases(db_url)
+    result = _bench(data_dir, "--rounds", "1", "--database-url", db_url)
+    assert result["database"] == "postgresql" and not (data_dir / "shop.db").exists()
+    assert set(result) >= {"sse"} and "poll" not in result and "open" not in result
+    _assert_figures(result["sse"], rounds=1)
+    scaled = result["sse"]["scale"]  # 4 orders: no two windows of 500
+    assert scaled["saga"] is None and scaled["cpu_ms_per_order"]["saga"] is None
+    assert _bench_databases(db_url) == before  # its database dropped

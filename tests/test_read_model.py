@@ -9,14 +9,15 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete, update
 
 from api.errors import ApiError
-from api.order_reads import order_to_follow
+from api.order_reads import current_order, order_to_follow
 from api.watch import OrderWatch
 from core.db import migrate, run_sql
 from core.messages import OrderLine, OrderSnapshot, OrderStatus, PaymentStatus, StatusChange
 from orders import store
+from tests.api_fixtures import Stack
 
 # Above a 32-bit INTEGER's 2,147,483,647: a million units of a $5,000 item.
 BIG_TOTAL = 500_000_000_000
@@ -159,3 +160,63 @@ async def test_a_total_beyond_32_bits_is_stored(engine: Engine) -> None:
     got = await stored(engine, order_id)
     assert got == snap.model_copy(update={"history": got.history if got else []})
     assert got is not None and got.total_cents == BIG_TOTAL
+
+
+async def test_get_order_reads_the_row_or_else_what_was_just_started(engine: Engine) -> None:
+    """No Temporal client at all: whatever answers comes from the read model or memory."""
+    migrate(engine)
+    watch = OrderWatch(engine)
+    order_id = uuid.uuid4().hex
+    # No row and not started here: only the workflow could tell; it cannot be asked.
+    with pytest.raises(ApiError) as err:
+        await current_order(None, engine, watch, order_id)
+    assert err.value.status == 503
+    pending = snapshot(order_id, 0, OrderStatus.PENDING)
+    watch.started(pending)
+    assert await current_order(None, engine, watch, order_id) == pending
+    await save(engine, snapshot(order_id, 2, OrderStatus.RESERVED))
+    got = await current_order(None, engine, watch, order_id)
+    assert got.version == 2 and got.status == OrderStatus.RESERVED
+    assert watch.just_started(order_id) is None  # seen stored: forgotten
+
+
+MARK = "written into the read model by the test"
+
+
+async def test_get_order_serves_the_read_model_and_consistent_asks_the_workflow(
+    stack: Stack,
+) -> None:
+    user, other = await stack.create_user(), await stack.create_user("Bob")
+    p = await stack.create_product(stock=5)
+    order_id = await stack.place(user["id"], [(p["id"], 1)])
+    mine, theirs = stack.as_user(user["id"]), stack.as_user(other["id"])
+    assert (await stack.wait_for(order_id, "PAID"))["status"] == "PAID"
+    path = f"/orders/{order_id}"
+    orders = store.ORDERS
+    # The stored row, marked (same version): a plain read shows the mark, a consistent one
+    # the workflow's own state.
+    with stack.engine.begin() as conn:
+        conn.execute(update(orders).where(orders.c.order_id == order_id).values(cancel_reason=MARK))
+    r = await stack.http.get(path, headers=mine)
+    assert r.status_code == 200 and r.json()["status"] == "PAID"
+    assert r.json()["cancel_reason"] == MARK
+    r = await stack.http.get(path, params={"consistent": "true"}, headers=mine)
+    assert r.status_code == 200 and r.json()["status"] == "PAID"
+    assert r.json()["cancel_reason"] is None
+    assert (await stack.http.get(path, params={"consistent": "maybe"})).status_code == 422
+    # Another customer's order is not found, either way.
+    for params in ({}, {"consistent": "true"}):
+        r = await stack.http.get(path, params=params, headers=theirs)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND", r.text
+    # No row (and no longer remembered as just started): the workflow answers.
+    with stack.engine.begin() as conn:
+        conn.execute(delete(orders).where(orders.c.order_id == order_id))
+    r = await stack.http.get(path, headers=mine)
+    assert r.status_code == 200 and r.json()["status"] == "PAID"
+    assert [h["status"] for h in r.json()["history"]] == ["PENDING", "RESERVED", "PAID"]
+    assert r.json()["cancel_reason"] is None
+    assert (await stack.http.get(path, headers=theirs)).status_code == 404
+    # An update's answer is stored at once: the next read shows what it did.
+    assert (await stack.http.post(f"{path}/ship")).status_code == 200
+    r = await stack.http.get(path, headers=mine)
+    assert r.status_code == 200 and r.json()["status"] == "SHIPPED"

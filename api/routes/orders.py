@@ -32,11 +32,19 @@ from api.models import (
     OrderPublic,
     error_responses,
 )
-from api.order_reads import QUERY_TIMEOUT, find_order, order_owner, order_to_follow, stored_order
+from api.order_reads import (
+    QUERY_TIMEOUT,
+    current_order,
+    find_order,
+    order_owner,
+    order_to_follow,
+    stored_order,
+)
 from api.rate_limits import RateLimited
 from api.watch import OrderWatch
 from core.db import run_sql
 from core.messages import INVALID_STATE, CancelRequest, OrderSnapshot, OrderStatus, workflow_id_for
+from orders.store import apply_snapshot
 from orders.store import list_orders as store_list_orders
 from proto.shop.v1 import payment_pb2
 
@@ -79,11 +87,21 @@ async def list_orders(
     "/{order_id}", response_model=OrderPublic, responses=error_responses(401, 404, 422, 502, 503)
 )
 async def get_order(
-    order_id: PathId, caller: CallerDep, connector: ConnectorDep, engine: EngineDep
+    order_id: PathId,
+    caller: CallerDep,
+    connector: ConnectorDep,
+    engine: EngineDep,
+    watch: WatchDep,
+    consistent: bool = Query(
+        default=False,
+        description="ask the order's workflow instead of the read model (slower; the read "
+        "model is at most one status change behind)",
+    ),
 ) -> OrderPublic:
-    """The order as it stands: from the workflow while it runs, the read model once final."""
+    """The order as it stands, from the read model the workflow writes on every status
+    change; from the workflow itself before its first save or with `consistent=true`."""
     client = await connector.get_or_none()
-    snap = await find_order(client, engine, order_id)
+    snap = await current_order(client, engine, watch, order_id, consistent)
     ensure_reaches(caller, snap.user_id, "order", order_id)
     return OrderPublic.from_snapshot(snap)
 
@@ -261,6 +279,13 @@ async def _update(
         if stored is None:
             raise not_found("order", order_id) from None
         raise ApiError(409, INVALID_STATE, f"order is {stored.status}") from None
+    # The workflow's save of this state may still be on its way: store the answer (a
+    # version-guarded upsert, a no-op if the save came first), so that the caller's next
+    # GET /orders/{id}, served by the read model, shows what this update did.
+    try:
+        await run_sql(engine, lambda c: apply_snapshot(c, snap))
+    except DATABASE_DOWN as err:
+        log.warning("storing order %s after %s failed: %s", order_id, update, err)
     return OrderPublic.from_snapshot(snap)
 
 

@@ -1,0 +1,255 @@
+"""The benchmark's two sides and how their load arrives.
+
+saga  checkouts through POST /checkout, each client then following its order until PAID:
+      through GET /orders/{id}/events (SSE), or by polling GET /orders/{id}.
+noop  BenchNoop runs (benchmarks/noop.py) started through a Temporal client, each waited on.
+
+The load is closed-loop (C clients, each starting its next order when the last is done) or
+open-loop (`rate`: one arrival every 1/rate seconds, however many are still in flight,
+as customers arrive: latencies then show queueing that closed-loop clients hide).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from benchmarks.noop import ACTIVITIES_PER_ORDER, BenchNoop, noop_step
+from benchmarks.report import Result
+from core.config import Settings
+from core.secrets import resolved_admin_password
+from worker import WORKER_OPTIONS, WORKFLOW_RUNNER, compile_sandboxed_modules
+
+GOOD_CARD = "4242424242424242"
+SHIPPING_ADDRESS = {
+    "name": "Bench",
+    "line1": "1 Main St",
+    "city": "Berlin",
+    "postal_code": "10115",
+    "country": "DE",
+}
+ORDER_TIMEOUT = 120.0  # one order from POST to PAID, or one BenchNoop run
+
+
+One = Callable[[int], Coroutine[Any, Any, None]]
+Done = Callable[[int], None]  # called with the count of orders done, after each
+
+
+def ignore_done(count: int) -> None:
+    pass
+
+
+async def _bounded(n: int, concurrency: int, one: One) -> None:
+    """Closed loop: runs one(0..n-1), `concurrency` at a time; the first error stops all."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def run(i: int) -> None:
+        async with sem:
+            await one(i)
+
+    async with asyncio.TaskGroup() as tg:
+        for i in range(n):
+            tg.create_task(run(i))
+
+
+async def _paced(n: int, rate: float, one: One) -> None:
+    """Open loop: starts one(i) at i/rate seconds from now, whatever is still running."""
+    start = time.perf_counter()
+    async with asyncio.TaskGroup() as tg:
+        for i in range(n):
+            if (delay := start + i / rate - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            tg.create_task(one(i))
+
+
+def drive(n: int, concurrency: int, rate: float | None, one: One) -> Awaitable[None]:
+    return _bounded(n, concurrency, one) if rate is None else _paced(n, rate, one)
+
+
+# --- the saga through REST ----------------------------------------------------------------
+
+
+async def log_in(http: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
+    """POST /auth/token: the headers of the user's requests."""
+    r = await http.post("/auth/token", data={"username": email, "password": password})
+    r.raise_for_status()
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+async def seed_catalogue(
+    http: httpx.AsyncClient, settings: Settings, stock: int
+) -> tuple[str, str]:
+    """One customer and one product with `stock` units, through the API: (user_id,
+    product_id). The admin creates the product; `http` then sends the customer's token."""
+    tag = uuid.uuid4().hex[:10]
+    email, password = f"bench-{tag}@example.com", uuid.uuid4().hex
+    r = await http.post("/users", json={"email": email, "name": "Bench", "password": password})
+    r.raise_for_status()
+    user_id: str = r.json()["id"]
+    admin = await log_in(http, settings.admin_email, resolved_admin_password(settings))
+    product = {
+        "sku": f"BENCH-{tag}",
+        "name": "Benchmark beans",
+        "description": "One product for every benchmark order.",
+        "price_cents": 1000,
+        "stock": stock,
+        "category": "bench",
+    }
+    r = await http.post("/products", json=product, headers=admin)
+    r.raise_for_status()
+    product_id: str = r.json()["id"]
+    http.headers.update(await log_in(http, email, password))
+    return user_id, product_id
+
+
+def _paid_at(order: dict[str, Any]) -> float | None:
+    for change in order.get("history", []):
+        if change["status"] == "PAID":
+            return datetime.fromisoformat(change["at"].replace("Z", "+00:00")).timestamp()
+    return None
+
+
+def _settled(order: dict[str, Any]) -> float | None:
+    """The time the order was PAID, None while it is not yet; an error if it never will be."""
+    at = _paid_at(order)
+    if at is None and order["status"] in ("FAILED", "CANCELLED"):
+        raise RuntimeError(f"order {order['order_id']} ended {order['status']}: {order}")
+    return at
+
+
+async def _follow_sse(http: httpx.AsyncClient, order_id: str, _: float | None) -> float:
+    """Follows GET /orders/{id}/events, as a checkout page would, until the order is PAID."""
+    async with http.stream("GET", f"/orders/{order_id}/events") as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"GET /orders/{order_id}/events answered {r.status_code}")
+        async for line in r.aiter_lines():
+            if line.startswith("data:"):
+                at = _settled(json.loads(line.removeprefix("data:")))
+                if at is not None:
+                    return at
+    raise RuntimeError(f"the event stream of order {order_id} ended before PAID")
+
+
+async def _follow_poll(http: httpx.AsyncClient, order_id: str, interval: float | None) -> float:
+    """Polls GET /orders/{id} every `interval` seconds until the order is PAID (or FAILED)."""
+    assert interval is not None
+    while True:
+        await asyncio.sleep(interval)
+        g = await http.get(f"/orders/{order_id}")
+        if g.status_code == 200 and (at := _settled(g.json())) is not None:
+            return at
+
+
+async def measure_saga(
+    http: httpx.AsyncClient,
+    user_id: str,
+    product_id: str,
+    orders: int,
+    concurrency: int,
+    poll_interval: float | None = None,
+    rate: float | None = None,
+    on_done: Done = ignore_done,
+) -> Result:
+    """N checkouts, each followed until PAID: through the SSE stream, or by polling
+    GET /orders/{id} every `poll_interval` seconds; from C clients, or arriving at `rate`/s.
+
+    The PAID time of an order is the one its history records (the workflow's clock when it
+    marked the order PAID), so the poll interval only delays noticing it, not the figure.
+    """
+    body = {
+        "user_id": user_id,
+        "items": [{"product_id": product_id, "quantity": 1}],
+        "payment": {"card_number": GOOD_CARD},
+        "shipping_address": SHIPPING_ADDRESS,
+    }
+    result = Result(orders, 0.0, 0.0)
+    posted: list[float] = []
+    follow = _follow_sse if poll_interval is None else _follow_poll
+
+    async def one(i: int) -> None:
+        sent = time.time()
+        t0 = time.perf_counter()
+        r = await http.post("/checkout", json=body)
+        result.post_ms.append((time.perf_counter() - t0) * 1000)
+        if r.status_code != 202:
+            raise RuntimeError(f"POST /checkout answered {r.status_code}: {r.text[:300]}")
+        order_id = r.json()["order_id"]
+        at = await asyncio.wait_for(follow(http, order_id, poll_interval), ORDER_TIMEOUT)
+        result.seen_ms.append((time.time() - at) * 1000)
+        posted.append(sent)
+        result.done.append(at)
+        result.latencies_ms.append((at - sent) * 1000)
+        on_done(len(result.done))
+
+    await drive(orders, concurrency, rate, one)
+    result.start, result.end = min(posted), max(result.done)
+    return result
+
+
+# --- the engine's limit: BenchNoop --------------------------------------------------------
+
+
+def build_noop_worker(client: Client, task_queue: str) -> Worker:
+    """A worker configured as worker.build_worker configures the real one, for BenchNoop."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BenchNoop],
+        activities=[noop_step],
+        workflow_runner=WORKFLOW_RUNNER,
+        **WORKER_OPTIONS,
+    )
+
+
+async def measure_noop(
+    client: Client,
+    orders: int,
+    concurrency: int,
+    task_queue: str | None = None,
+    rate: float | None = None,
+    on_done: Done = ignore_done,
+) -> Result:
+    """N BenchNoop runs, each waited on: from C concurrent starters, or arriving at `rate`/s.
+
+    `client` must encrypt as the real worker does (worker.connect's client does).
+    """
+    task_queue = task_queue or f"bench-noop-{uuid.uuid4().hex[:12]}"
+    compile_sandboxed_modules(Path(__file__).resolve().parent)  # as worker.py does
+    run_id = uuid.uuid4().hex[:12]
+    result = Result(orders, 0.0, 0.0)
+    starts: list[float] = []
+
+    async def one(i: int) -> None:
+        start = time.time()
+        t0 = time.perf_counter()
+        handle = await client.start_workflow(
+            BenchNoop.run,
+            f"noop-{i}",
+            id=f"bench-noop-{run_id}-{i}",
+            task_queue=task_queue,
+            execution_timeout=timedelta(seconds=ORDER_TIMEOUT),
+        )
+        result.post_ms.append((time.perf_counter() - t0) * 1000)
+        done = await handle.result()
+        end = time.time()
+        if done != ACTIVITIES_PER_ORDER:
+            raise RuntimeError(f"BenchNoop ran {done} activities, not {ACTIVITIES_PER_ORDER}")
+        starts.append(start)
+        result.done.append(end)
+        result.latencies_ms.append((end - start) * 1000)
+        on_done(len(result.done))
+
+    async with build_noop_worker(client, task_queue):
+        await drive(orders, concurrency, rate, one)
+    result.start, result.end = min(starts), max(result.done)
+    return result
