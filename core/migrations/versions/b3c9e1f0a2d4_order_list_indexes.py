@@ -3,7 +3,7 @@
 The composite (user_id, created_at) replaces the index on user_id alone (its prefix).
 
 Revision ID: b3c9e1f0a2d4
-Revises: 74d7d0147e56
+Revises: 5c3a9e1f0b7d
 Create Date: 2026-11-30 14:40:00.000000
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "b3c9e1f0a2d4"
-down_revision: str | Sequence[str] | None = "74d7d0147e56"
+down_revision: str | Sequence[str] | None = "5c3a9e1f0b7d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
