@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core.config import Settings
@@ -24,6 +25,7 @@ from core.config import Settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span
     from sqlalchemy import Engine
     from temporalio.client import Interceptor
     from temporalio.runtime import Runtime
@@ -34,6 +36,10 @@ API, WORKER, SERVICES = "shop-api", "shop-worker", "shop-services"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _provider: TracerProvider | None = None
+# opentelemetry.trace.get_current_span once tracing is on. Held here so that the log filter
+# imports nothing: it also runs inside the workflow sandbox (workflow.logger), where a
+# first import of opentelemetry would be re-imported under the sandbox's restrictions.
+_current_span: Callable[[], Span] | None = None
 
 
 def setup(service: str, settings: Settings) -> None:
@@ -67,10 +73,8 @@ class TraceIds(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         trace_id = span_id = ""
-        if _provider is not None:
-            from opentelemetry import trace
-
-            ctx = trace.get_current_span().get_span_context()
+        if _current_span is not None:
+            ctx = _current_span().get_span_context()
             if ctx.is_valid:
                 trace_id, span_id = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
         record.trace_id, record.span_id = trace_id, span_id
@@ -101,7 +105,7 @@ def setup_logging(settings: Settings) -> None:
 
 
 def _start_tracing(service: str) -> None:
-    global _provider
+    global _provider, _current_span
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.grpc import (
@@ -116,7 +120,7 @@ def _start_tracing(service: str) -> None:
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    _provider = provider
+    _provider, _current_span = provider, trace.get_current_span
     # Both patch grpc.aio's factories: every channel and server made from now on is traced.
     GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
     GrpcAioInstrumentorServer().instrument()  # type: ignore[no-untyped-call]
