@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -337,3 +340,60 @@ async def test_json_logs_carry_the_trace(shop: Shop) -> None:
     # Requests are logged inside their spans: some lines carry a trace id of 32 hex digits.
     traced = [e["trace_id"] for e in lines if e["trace_id"]]
     assert traced and all(len(t) == 32 for t in traced), lines[-5:]
+
+
+# --- the dashboard and the alert rules query what the processes export ---------------------
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
+PROMQL_WORDS |= {"and", "or", "unless", "inf", "nan"}
+# Made by Prometheus itself for each scrape, not by the processes.
+SYNTHETIC = {"up"}
+
+
+def queried_metrics(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values may hold anything
+    expr = re.sub(r"\{[^}]*\}", " ", expr)  # label matchers
+    expr = re.sub(r"\b(?:by|without|on|ignoring)\s*\([^)]*\)", " ", expr)  # grouping labels
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)  # range selectors
+    names = set()
+    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
+        rest = expr[match.end() :].lstrip()
+        if rest.startswith("(") or match.group() in PROMQL_WORDS:
+            continue  # a function or an operator
+        names.add(match.group())
+    return names
+
+
+def dashboard_and_alert_queries() -> dict[str, str]:
+    """Where each query is -> the query."""
+    queries = {}
+    for path in sorted((DEPLOY / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                queries[f"{path.name}: {panel['title']} {target['refId']}"] = target["expr"]
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    for group in alerts["groups"]:
+        for rule in group["rules"]:
+            queries[f"alert {rule['alert']}"] = rule["expr"]
+    return queries
+
+
+def test_queried_metrics_reads_names_not_functions_or_labels() -> None:
+    expr = 'histogram_quantile(0.95, sum by (le) (rate(a_bucket{x="y(z)"}[5m]))) / b or vector(0)'
+    assert queried_metrics(expr) == {"a_bucket", "b"}
+
+
+async def test_every_metric_the_dashboard_and_the_alerts_query_is_exported(shop: Shop) -> None:
+    """After the orders of the tests above (a failed activity among them), scraped live."""
+    scraped = await shop.scrape()
+    exported = {name for samples in scraped.values() for name, _ in samples} | SYNTHETIC
+    queries = dashboard_and_alert_queries()
+    assert len(queries) > 15
+    missing = {
+        where: sorted(queried_metrics(expr) - exported)
+        for where, expr in queries.items()
+        if queried_metrics(expr) - exported
+    }
+    assert not missing, missing
