@@ -45,6 +45,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from benchmarks.noop import ACTIVITIES_PER_ORDER, BenchNoop, noop_step
+from benchmarks.otlp_sink import OtlpSink
 from benchmarks.steps import sample_steps, steps_table
 from core.config import Settings
 from core.run import (
@@ -489,6 +490,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="WARNING", help="LOG_LEVEL of the children (WARNING)"
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="the children export their spans to a local OTLP/HTTP receiver (otlp_sink.py)",
+    )
     args = parser.parse_args(argv)
     if args.orders < 1 or args.concurrency < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--orders, --concurrency and --rounds must be >= 1, --warmup >= 0")
@@ -513,6 +519,11 @@ async def main_async(args: argparse.Namespace) -> int:
         # Every order comes from one customer: no rate limit measures the stack, not it.
         rate_limit="0",
     )
+    # --tracing: the cost of tracing (compare the ratio with a run without); the no-op side
+    # runs in this process, untraced, so only the saga pays for it.
+    sink = OtlpSink().__enter__() if args.tracing else None
+    if sink is not None:
+        settings.otel_exporter_otlp_endpoint = sink.endpoint
     sup = Supervisor(child_env(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -530,10 +541,13 @@ async def main_async(args: argparse.Namespace) -> int:
         await sup.shutdown()
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
+    if sink is not None:
+        sink.__exit__()
     if result is None:
         say(f"error: {sup.failure}")
         return 1
-    print(json.dumps(result), flush=True)
+    spans = dict(sink.count_by_service()) if sink is not None else {}
+    print(json.dumps(result | {"tracing": args.tracing, "spans": spans}), flush=True)
     return 0
 
 

@@ -269,11 +269,9 @@ async def start_stack(sup: Supervisor, settings: Settings, *, dev_server: bool) 
 
 def metrics_urls(settings: Settings) -> str:
     """The Prometheus endpoints of the API, the worker and the services (port 0: none)."""
-    host = (
-        "localhost"
-        if settings.metrics_host in ("0.0.0.0", "::", "", "127.0.0.1")
-        else (settings.metrics_host)
-    )
+    host = settings.metrics_host
+    if host in ("0.0.0.0", "::", "", "127.0.0.1"):
+        host = "localhost"
     urls = [f"{api_url(settings)}/metrics"] + [
         f"http://{host}:{port}/metrics"
         for port in (settings.metrics_port_worker, settings.metrics_port_services)
