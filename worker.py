@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
@@ -26,12 +27,13 @@ from activities.orders import OrderActivities
 from activities.payment import PaymentActivities
 from activities.product import ProductActivities
 from activities.user import UserActivities
+from core import telemetry
 from core.codec import data_converter
 from core.config import Settings, get_settings
 from core.db import make_engine, migrate
 from core.grpc_client import Stubs, channel_credentials
 from core.runtime import exit_now, freeze_startup_objects
-from core.temporal import connect_config
+from core.temporal import client_interceptors, connect_config
 from workflows.cancel_order import CancelOrder
 from workflows.cart import Cart
 from workflows.place_order import PlaceOrder
@@ -85,9 +87,15 @@ def build_activities(stubs: Stubs, engine: Engine) -> list[Callable[..., Any]]:
     ]
 
 
-async def connect(settings: Settings) -> Client:
-    """A client whose every payload is encrypted with PAYLOAD_KEYS (core.codec)."""
-    return await Client.connect(**connect_config(settings), data_converter=data_converter(settings))
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """A client whose every payload is encrypted with PAYLOAD_KEYS (core.codec); traced when
+    tracing is on, on `runtime` (metrics) when given."""
+    return await Client.connect(
+        **connect_config(settings),
+        data_converter=data_converter(settings),
+        interceptors=client_interceptors(),
+        runtime=runtime,
+    )
 
 
 def build_worker(
@@ -105,13 +113,11 @@ def build_worker(
 
 async def main() -> None:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    telemetry.setup(telemetry.WORKER, settings)
     compile_sandboxed_modules(WORKFLOWS_DIR)
     engine = make_engine(settings.database_url)
     migrate(engine)
-    client = await connect(settings)
+    client = await connect(settings, telemetry.worker_runtime(settings))
     # No retries in the channel: Temporal retries each activity, visibly in its history.
     async with Stubs.open(
         settings.grpc_target, channel_credentials(settings), retry=False
@@ -131,6 +137,7 @@ async def main() -> None:
             await stop.wait()
             log.info("shutting down: finishing in-flight activities")
     engine.dispose()
+    telemetry.shutdown()
     log.info("worker stopped")
 
 

@@ -4,7 +4,8 @@ import grpc
 from temporalio import activity
 
 from activities.rpc import RPC_TIMEOUT, to_application_error
-from core.messages import ChargeInput, PaymentInfo, RefundInput
+from core import shop_metrics
+from core.messages import ChargeInput, FailureReason, PaymentInfo, PaymentStatus, RefundInput
 from core.wire import payment_status_from_pb
 from proto.shop.v1 import payment_pb2, payment_pb2_grpc
 
@@ -37,16 +38,26 @@ class PaymentActivities:
             user_id=inp.user_id,
             card_token=inp.card_token,
         )
+        meter = activity.metric_meter()
         try:
-            return _info(await self._stub.Charge(req, timeout=RPC_TIMEOUT))
+            info = _info(await self._stub.Charge(req, timeout=RPC_TIMEOUT))
         except grpc.aio.AioRpcError as err:
-            raise to_application_error(err) from None
+            failure = to_application_error(err)
+            declined = failure.type == FailureReason.PAYMENT_DECLINED
+            shop_metrics.payment(meter, shop_metrics.DECLINED if declined else shop_metrics.ERROR)
+            raise failure from None
+        shop_metrics.payment(meter, shop_metrics.CAPTURED)
+        return info
 
     @activity.defn(name="refund")
     async def refund(self, inp: RefundInput) -> PaymentInfo:
         """Compensation of charge: refunds the capture once; voids an order never captured."""
         req = payment_pb2.RefundRequest(order_id=inp.order_id, idempotency_key=inp.idempotency_key)
         try:
-            return _info(await self._stub.Refund(req, timeout=RPC_TIMEOUT))
+            info = _info(await self._stub.Refund(req, timeout=RPC_TIMEOUT))
         except grpc.aio.AioRpcError as err:
+            shop_metrics.payment(activity.metric_meter(), shop_metrics.ERROR)
             raise to_application_error(err) from None
+        if info.status == PaymentStatus.REFUNDED:  # not a void of a charge never captured
+            shop_metrics.payment(activity.metric_meter(), shop_metrics.REFUNDED)
+        return info

@@ -19,7 +19,7 @@ from api.watch import OrderWatch
 from core.codec import data_converter
 from core.config import Settings
 from core.grpc_client import Stubs
-from core.temporal import connect_config
+from core.temporal import client_interceptors, connect_config
 
 log = logging.getLogger("api")
 
@@ -79,6 +79,7 @@ class TemporalConnector:
                 Client.connect(
                     **connect_config(self._settings),
                     data_converter=data_converter(self._settings),
+                    interceptors=client_interceptors(),
                     connect_timeout=timedelta(seconds=TEMPORAL_CONNECT_TIMEOUT),
                 ),
                 timeout=TEMPORAL_CONNECT_TIMEOUT + 1,

@@ -17,6 +17,7 @@ from api.errors import install_error_handlers
 from api.rate_limits import RateLimits
 from api.routes import auth, cart, categories, checkout, health, orders, products, users
 from api.watch import OrderWatch
+from core import telemetry
 from core.config import Settings, get_settings
 from core.db import make_engine, migrate
 from core.grpc_client import Stubs, channel_credentials
@@ -109,6 +110,7 @@ def create_app(
             await watch.stop()
             await stubs.close()
             engine.dispose()
+            telemetry.shutdown()
 
     app = FastAPI(
         title="Order sagas on Temporal",
@@ -118,6 +120,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    telemetry.instrument_app(app)  # GET /metrics; FastAPI's spans when tracing is on
     for module in (health, auth, users, products, categories, checkout, orders, cart):
         app.include_router(module.router)
     return app

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -49,6 +50,7 @@ from temporalio.client import Client
 from benchmarks.clients import Done, ignore_done, measure_noop, measure_saga, seed_catalogue
 from benchmarks.database import backend, fresh_database
 from benchmarks.noop import ACTIVITIES_PER_ORDER
+from benchmarks.otlp_sink import OtlpSink
 from benchmarks.report import (
     CpuMeter,
     Result,
@@ -305,6 +307,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="WARNING", help="LOG_LEVEL of the children (WARNING)"
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="the children export their spans to a local OTLP/HTTP receiver (otlp_sink.py)",
+    )
     args = parser.parse_args(argv)
     if args.orders < 1 or args.rounds < 1 or args.warmup < 0 or args.window < 1:
         parser.error("--orders, --rounds and --window must be >= 1, --warmup >= 0")
@@ -334,7 +341,11 @@ async def main_async(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="order-saga-bench-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] | None = None
-    with fresh_database(args.database_url, data_dir) as database_url:
+    with contextlib.ExitStack() as stack:
+        database_url = stack.enter_context(fresh_database(args.database_url, data_dir))
+        # --tracing: the cost of tracing (compare the ratio with a run without); the no-op
+        # side runs in this process, untraced, so only the saga pays for it.
+        sink = stack.enter_context(OtlpSink()) if args.tracing else None
         settings = Settings(
             data_dir=data_dir,
             database_url=database_url,
@@ -350,6 +361,8 @@ async def main_async(args: argparse.Namespace) -> int:
             # Every order comes from one customer: no rate limit measures the stack, not it.
             rate_limit="0",
         )
+        if sink is not None:
+            settings.otel_exporter_otlp_endpoint = sink.endpoint
         sup = Supervisor(children_env(settings, args))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -366,10 +379,11 @@ async def main_async(args: argparse.Namespace) -> int:
             await sup.shutdown()
             if args.data_dir is None:
                 shutil.rmtree(data_dir, ignore_errors=True)
+        spans = dict(sink.count_by_service()) if sink is not None else {}
     if result is None:
         say(f"error: {sup.failure}")
         return 1
-    print(json.dumps(result), flush=True)
+    print(json.dumps(result | {"tracing": args.tracing, "spans": spans}), flush=True)
     return 0
 
 

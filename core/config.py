@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     # Comma-separated in the environment; empty means the Web UI's origin.
     codec_cors_origins: Annotated[list[str], NoDecode] = []
     codec_auth: Literal["optional", "required"] = "optional"
+    # Telemetry (core/telemetry.py): Prometheus /metrics of the worker and the services on
+    # METRICS_HOST (0: none; the API serves its own on API_PORT), spans to an OTLP/HTTP
+    # endpoint (unset: no tracing at all), and the log format.
+    metrics_host: str = "127.0.0.1"
+    metrics_port_worker: int = Field(default=9464, ge=0, le=65535)
+    metrics_port_services: int = Field(default=9465, ge=0, le=65535)
+    otel_exporter_otlp_endpoint: str = ""
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("grpc_tls_ca", "grpc_tls_cert", "grpc_tls_key", mode="before")
     @classmethod

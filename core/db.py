@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, create_engine
 
-from core import migrations
+from core import migrations, telemetry
 
 T = TypeVar("T")
 
@@ -86,8 +86,8 @@ def make_engine(url: str) -> Engine:
             else:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return telemetry.traced(engine)
+    return telemetry.traced(create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True))
 
 
 def _use_wal(cur: sqlite3.Cursor) -> None:

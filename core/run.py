@@ -102,6 +102,12 @@ def child_env(settings: Settings) -> dict[str, str]:
         RATE_LIMIT_STORAGE_URL=settings.rate_limit_storage_url,
         LOG_LEVEL=settings.log_level,
         PYTHONUNBUFFERED="1",
+        # Telemetry (core/telemetry.py).
+        METRICS_HOST=settings.metrics_host,
+        METRICS_PORT_WORKER=str(settings.metrics_port_worker),
+        METRICS_PORT_SERVICES=str(settings.metrics_port_services),
+        LOG_FORMAT=settings.log_format,
+        OTEL_EXPORTER_OTLP_ENDPOINT=settings.otel_exporter_otlp_endpoint,
     )
     # Set: passed on (else every child reads the one generated file in DATA_DIR).
     if keys := settings.payload_keys.get_secret_value():
@@ -261,6 +267,19 @@ async def start_stack(sup: Supervisor, settings: Settings, *, dev_server: bool) 
     await start_api(sup, settings)
 
 
+def metrics_urls(settings: Settings) -> str:
+    """The Prometheus endpoints of the API, the worker and the services (port 0: none)."""
+    host = settings.metrics_host
+    if host in ("0.0.0.0", "::", "", "127.0.0.1"):
+        host = "localhost"
+    urls = [f"{api_url(settings)}/metrics"] + [
+        f"http://{host}:{port}/metrics"
+        for port in (settings.metrics_port_worker, settings.metrics_port_services)
+        if port
+    ]
+    return " ".join(urls)
+
+
 def banner(settings: Settings, seeded: SeedResult, *, dev_server: bool) -> str:
     api = f"localhost:{settings.api_port}"
     temporal_address = settings.temporal_target
@@ -287,6 +306,8 @@ Ready.
   Temporal Web UI {ui}
   Temporal        {temporal_address}, namespace {settings.temporal_namespace}, task queue {settings.temporal_task_queue}
   gRPC services   {settings.grpc_target}
+  Metrics         {metrics_urls(settings)}
+  Traces          {settings.otel_exporter_otlp_endpoint or "off (set OTEL_EXPORTER_OTLP_ENDPOINT)"}
   Database        {make_url(settings.database_url).render_as_string(hide_password=True)}
   Demo user       {seeded.user_id}: log in as {DEMO_USER_EMAIL} / {DEMO_USER_PASSWORD}
   Admin           log in as {settings.admin_email} / {admin_password}

@@ -10,8 +10,10 @@ processes run against a local dev server and against Temporal Cloud unchanged.
 
 from __future__ import annotations
 
+from temporalio.client import Interceptor
 from temporalio.envconfig import ClientConfigProfile, ClientConnectConfig
 
+from core import telemetry
 from core.config import Settings
 
 
@@ -22,3 +24,9 @@ def connect_config(settings: Settings) -> ClientConnectConfig:
     config["target_host"] = settings.temporal_target
     config["namespace"] = settings.temporal_namespace
     return config
+
+
+def client_interceptors() -> list[Interceptor]:
+    """`Client.connect`'s interceptors for the API and the worker: Temporal's tracing when
+    OTEL_EXPORTER_OTLP_ENDPOINT is set (core.telemetry), else none."""
+    return telemetry.client_interceptors()

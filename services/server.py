@@ -17,9 +17,11 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
+from core import telemetry
 from core.config import Settings, get_settings
 from core.db import make_engine, migrate
 from core.grpc_client import channel_credentials
+from core.grpc_metrics import MetricsInterceptor
 from core.runtime import freeze_startup_objects
 from proto.shop.v1 import (
     inventory_pb2,
@@ -139,7 +141,10 @@ def build_server(
         raise ValueError(f"unknown services {unknown}; choose from {', '.join(ALL_SERVICES)}")
 
     migrate(engine)
-    interceptors = [FaultInjector(rate, seed)] if rate > 0 else []
+    # Metrics outermost: they count the faults injected as what the callers saw.
+    interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]  # type: ignore[type-arg]
+    if rate > 0:
+        interceptors.append(FaultInjector(rate, seed))
     server = grpc.aio.server(interceptors=interceptors)
     servicers: dict[str, Any] = {}
     # Inventory first: the product servicer sets imported stock through it when it is here.
@@ -221,6 +226,7 @@ async def serve(services: Iterable[str] = ALL_SERVICES) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await built.server.start()
+    telemetry.serve_metrics(settings.metrics_host, settings.metrics_port_services)
     freeze_startup_objects()
     log.info(
         "gRPC services ready on port %d of %s, %s: %s (database %s)",
@@ -237,16 +243,14 @@ async def serve(services: Iterable[str] = ALL_SERVICES) -> None:
         await built.health.enter_graceful_shutdown()
         await built.server.stop(GRACE_SECONDS)
         engine.dispose()
+        telemetry.shutdown()
         if INJECTED:
             log.info("injected faults: %s", dict(INJECTED))
         log.info("stopped")
 
 
 def main(services: Iterable[str] = ALL_SERVICES) -> None:
-    logging.basicConfig(
-        level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    telemetry.setup(telemetry.SERVICES, get_settings())
     asyncio.run(serve(services))
 
 

@@ -63,6 +63,7 @@ def admin_only(ok: int) -> Cell:
 # ship and deliver reach it and answer 409 (wrong state) where the caller may act on it.
 MATRIX: dict[tuple[str, str], Cell] = {
     ("get", "/health"): public(200),
+    ("get", "/metrics"): public(200),  # Prometheus text (core.telemetry)
     ("post", "/auth/token"): public(200),
     ("post", "/users"): public(201),
     ("get", "/users/me"): Cell(401, 200, 200, 200),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -162,3 +163,106 @@ def test_dockerignore_keeps_local_state_out() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
     for path in (".venv", ".data", ".git"):
         assert path in ignored
+
+
+# --- observability: Prometheus, the OpenTelemetry collector, Jaeger, Grafana ---------------
+# (tests/test_telemetry.py checks that every metric these files query is really exported.)
+
+DEPLOY = ROOT / "deploy"
+PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
+
+
+def mounts(svc: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> file or folder of this repository, for the bind mounts."""
+    found = {}
+    for volume in svc.get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        if source.startswith("./"):
+            found[target] = ROOT / source
+    return found
+
+
+def test_the_observability_services_mount_files_that_exist(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"otel-collector", "jaeger", "prometheus", "grafana"} <= set(services)
+    for name in ("otel-collector", "prometheus", "grafana"):
+        assert mounts(services[name]), name
+        for target, source in mounts(services[name]).items():
+            assert source.exists(), f"{name}: {source} (mounted at {target}) is missing"
+    prometheus = mounts(services["prometheus"])
+    assert prometheus["/etc/prometheus/prometheus.yml"] == PROMETHEUS
+    assert prometheus["/etc/prometheus/alerts.yml"] == ALERTS
+    assert mounts(services["grafana"])["/var/lib/grafana/dashboards"] == DASHBOARDS
+
+
+def test_prometheus_scrapes_every_process_where_it_serves(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    targets: dict[str, list[str]] = {}
+    for job in config["scrape_configs"]:
+        static = [t for c in job.get("static_configs", []) for t in c["targets"]]
+        dns = [f"{n}:{c['port']}" for c in job.get("dns_sd_configs", []) for n in c["names"]]
+        targets[job["job_name"]] = static + dns
+    defaults = Settings()
+    services = compose["services"]
+    api_port = environment(services["api"])["API_PORT"]
+    assert targets["shop-api"] == [f"api:{api_port}"]
+    assert targets["shop-worker"] == [f"worker:{defaults.metrics_port_worker}"]
+    assert targets["shop-services"] == [f"services:{defaults.metrics_port_services}"]
+    for name in ("services", "worker", "api"):
+        env = environment(services[name])
+        # Reachable from Prometheus's container, and spans to the collector's OTLP/HTTP port.
+        assert env["METRICS_HOST"] == "0.0.0.0", name
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318", name
+
+
+def test_the_collector_passes_spans_from_otlp_http_to_jaeger() -> None:
+    config = yaml.safe_load((DEPLOY / "otel-collector.yaml").read_text())
+    assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"]
+    for exporter in pipeline["exporters"]:
+        assert exporter in config["exporters"]
+    assert config["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger:4317"
+    for processor in pipeline["processors"]:
+        assert processor in config["processors"]
+
+
+def test_alert_rules_are_well_formed() -> None:
+    """What `promtool check rules` checks of their structure (promtool is not on PyPI)."""
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    names = [rule["alert"] for group in groups for rule in group["rules"]]
+    assert len(names) == len(set(names))
+    expected = {"NoOrdersCompleting", "HighOrderFailureRatio", "CompensationsFailing"}
+    assert expected | {"WorkerDown", "WorkerStuck"} <= set(names)
+    for group in groups:
+        assert group["name"] and group["rules"]
+        for rule in group["rules"]:
+            assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+            assert rule["expr"].strip() and re.fullmatch(r"\d+[smh]", rule["for"]), rule
+            assert rule["labels"]["severity"] in {"page", "warn"}, rule
+            assert rule["annotations"]["summary"], rule
+            assert rule["expr"].count("(") == rule["expr"].count(")"), rule["alert"]
+
+
+def test_the_dashboard_is_provisioned_with_its_data_sources() -> None:
+    sources = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    uids = {s["uid"]: s for s in sources}
+    assert uids["prometheus"]["url"] == "http://prometheus:9090"
+    assert uids["jaeger"]["url"] == "http://jaeger:16686"
+    files = sorted(DASHBOARDS.glob("*.json"))
+    assert files
+    for path in files:
+        dashboard = json.loads(path.read_text())
+        assert dashboard["uid"] and dashboard["title"] and dashboard["panels"]
+        assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+        for panel in dashboard["panels"]:
+            grid = panel["gridPos"]
+            assert grid["x"] + grid["w"] <= 24, panel["title"]
+            assert panel["targets"], panel["title"]
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] in uids, panel["title"]
+                assert target["expr"].count("(") == target["expr"].count(")"), panel["title"]

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.payment import PaymentActivities
     from activities.product import ProductActivities
     from activities.user import UserActivities
+    from core import shop_metrics
     from core.messages import (
         CUSTOMER_ID,
         INVALID_STATE,
@@ -157,6 +158,8 @@ class PlaceOrder:
 
     @workflow.run
     async def run(self, inp: PlaceOrderInput) -> OrderSnapshot:
+        if inp.resume is None:
+            shop_metrics.order_placed(workflow.metric_meter())
         if inp.resume is None and not await self._checkout(inp):
             return self._snap
         try:
@@ -337,6 +340,7 @@ class PlaceOrder:
                 await workflow.sleep(timedelta(seconds=1))
         self._snap = after
         self._publish()
+        self._measure()
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -372,7 +376,13 @@ class PlaceOrder:
     ) -> None:
         _move(self._snap, status, reason, words)
         self._publish()
+        self._measure()
         await steps.save(self._snap)
+
+    def _measure(self) -> None:
+        """Business metrics of the status reached (replay-safe: a replay records nothing)."""
+        meter, started = workflow.metric_meter(), workflow.info().start_time
+        shop_metrics.status_reached(meter, self._snap, started, workflow.now())
 
     async def _notify(self, kind: NotificationKind) -> None:
         snap = self._snap

@@ -6,6 +6,9 @@ from collections.abc import Awaitable, Callable
 
 from temporalio import workflow
 
+with workflow.unsafe.imports_passed_through():
+    from core import shop_metrics
+
 Compensation = Callable[[], Awaitable[object]]
 
 
@@ -28,6 +31,7 @@ class Saga:
         while self._compensations:
             name, compensation = self._compensations.pop()
             workflow.logger.info("compensating %s", name)
+            shop_metrics.compensation(workflow.metric_meter(), name)
             try:
                 await compensation()
             except Exception:
