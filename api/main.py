@@ -15,7 +15,18 @@ from temporalio.client import Client
 from api.deps import GRPC_TIMEOUT, TemporalConnector
 from api.errors import install_error_handlers
 from api.rate_limits import RateLimits
-from api.routes import auth, checkout, health, orders, products, users
+from api.routes import (
+    auth,
+    checkout,
+    feeds,
+    figures,
+    health,
+    orders,
+    pages,
+    products,
+    session,
+    users,
+)
 from api.watch import OrderWatch
 from core.config import Settings, get_settings
 from core.db import make_engine, migrate
@@ -119,4 +130,8 @@ def create_app(
     install_error_handlers(app)
     for module in (health, auth, users, products, checkout, orders):
         app.include_router(module.router)
+    # The pages, their session login and their feeds (docs/pages.md).
+    for module in (session, figures, feeds, pages):
+        app.include_router(module.router)
+    pages.mount_static(app)
     return app
