@@ -28,7 +28,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.auth import AdminDep, CallerDep
 from api.deps import GRPC_TIMEOUT, EngineDep, StubsDep
-from api.errors import DATABASE_DOWN
+from api.errors import DATABASE_DOWN, ApiError
 from api.models import NotificationPublic, OrderPublic
 from core.db import run_sql
 from core.grpc_client import Stubs
@@ -62,6 +62,20 @@ class LowStockAlert(BaseModel):
     name: str
     available: int
     threshold: int
+
+
+async def _subscribed(call: grpc.aio.UnaryStreamCall[Any, Any]) -> None:
+    """Waits for the stream's response headers, which the services send once the watch is
+    subscribed: so the feed's 200 means nothing sent from now on is missed (the pages open
+    a feed, then read the list). A service that is down answers 503 here, not a dead feed."""
+    try:
+        await asyncio.wait_for(call.initial_metadata(), GRPC_TIMEOUT)
+    except TimeoutError:
+        call.cancel()
+        raise ApiError(503, "SERVICE_UNAVAILABLE", "a backend service is unavailable") from None
+    except BaseException:
+        call.cancel()
+        raise
 
 
 def _sse(generator: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
@@ -136,8 +150,9 @@ async def _threshold(stubs: Stubs, product_id: str) -> tuple[str, int]:
     return p.name, int(threshold)
 
 
-async def _low_stock(stubs: Stubs) -> AsyncIterator[ServerSentEvent]:
-    call = stubs.inventory.WatchStock(inventory_pb2.WatchStockRequest())
+async def _low_stock(
+    stubs: Stubs, call: grpc.aio.UnaryStreamCall[Any, inventory_pb2.StockLevel]
+) -> AsyncIterator[ServerSentEvent]:
     known: dict[str, tuple[str, int]] = {}
     last: dict[str, int] = {}
     try:
@@ -171,16 +186,17 @@ async def _low_stock(stubs: Stubs) -> AsyncIterator[ServerSentEvent]:
 async def low_stock_feed(_admin: AdminDep, stubs: StubsDep) -> EventSourceResponse:
     """Event `low-stock` (a LowStockAlert) each time a product's stock is seen below its
     threshold, the products already low first."""
-    return _sse(_low_stock(stubs))
+    call = stubs.inventory.WatchStock(inventory_pb2.WatchStockRequest())
+    await _subscribed(call)
+    return _sse(_low_stock(stubs, call))
 
 
 # --- the caller's notifications -------------------------------------------------------------
 
 
-async def _notifications(stubs: Stubs, user_id: str) -> AsyncIterator[ServerSentEvent]:
-    call = stubs.notification.StreamNotifications(
-        notification_pb2.StreamNotificationsRequest(user_id=user_id, include_existing=False)
-    )
+async def _notifications(
+    call: grpc.aio.UnaryStreamCall[Any, notification_pb2.Notification],
+) -> AsyncIterator[ServerSentEvent]:
     try:
         async for n in call:
             public = NotificationPublic(
@@ -196,4 +212,8 @@ async def _notifications(stubs: Stubs, user_id: str) -> AsyncIterator[ServerSent
 @router.get("/notifications/events")
 async def notification_feed(caller: CallerDep, stubs: StubsDep) -> EventSourceResponse:
     """The caller's notifications as they are sent (event `notification`)."""
-    return _sse(_notifications(stubs, caller.sub))
+    call = stubs.notification.StreamNotifications(
+        notification_pb2.StreamNotificationsRequest(user_id=caller.sub, include_existing=False)
+    )
+    await _subscribed(call)
+    return _sse(_notifications(call))
