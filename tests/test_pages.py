@@ -30,7 +30,10 @@ from playwright.async_api import (
 from temporalio.testing import WorkflowEnvironment
 
 from api.auth import CSRF_HEADER, SESSION_COOKIE
+from core.config import Settings
+from core.run import banner
 from core.secrets import resolved_admin_password
+from core.seed import SeedResult
 from tests.api_fixtures import DECLINED_CARD, GOOD_CARD, PASSWORD, SHIPPING_ADDRESS, bearer, log_in
 from tests.harness import RunningStack, running_stack, uid
 from tests.test_authz import FEEDS
@@ -411,3 +414,10 @@ async def test_the_feeds_stream_to_whom_they_may(site: Site) -> None:
     figures = (await site.http.get("/admin/figures")).json()
     assert figures["failed_by_reason"].get("PAYMENT_DECLINED", 0) >= 1
     assert figures["orders"] >= figures["paid"] + 1
+
+
+def test_the_banner_shows_where_the_pages_are(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, api_port=8123)
+    text = banner(settings, SeedResult(product_ids=["prod-espresso"]), dev_server=True)
+    assert "Storefront      http://localhost:8123/\n" in text
+    assert "Back office     http://localhost:8123/admin " in text
