@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 
@@ -50,14 +50,17 @@ def set_session_cookie(request: Request, response: Response, token: str, max_age
     "/session", response_model=SessionPublic, responses=error_responses(401, 422, 429, 502, 503)
 )
 async def open_session(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    username: Annotated[str, Form(min_length=1, max_length=320)],
+    password: Annotated[str, Form(min_length=1, max_length=1024)],
     request: Request,
     response: Response,
     stubs: StubsDep,
     settings: SettingsDep,
     limits: RateLimitsDep,
 ) -> SessionPublic:
-    """Logs in as `POST /auth/token` does, and keeps the token in an HttpOnly cookie."""
+    """Logs in as `POST /auth/token` does (form `username` = email, `password`), and keeps
+    the token in an HttpOnly cookie."""
+    form = OAuth2PasswordRequestForm(username=username, password=password)
     token = await login(form, request, stubs, settings, limits)
     secret: str = request.app.state.jwt_secret
     claims = read_access_token(secret, token.access_token)
