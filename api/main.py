@@ -17,6 +17,7 @@ from api.errors import install_error_handlers
 from api.rate_limits import RateLimits
 from api.routes import (
     auth,
+    categories,
     checkout,
     feeds,
     figures,
@@ -130,6 +131,7 @@ def create_app(
     install_error_handlers(app)
     for module in (health, auth, users, products, checkout, orders):
         app.include_router(module.router)
+    app.include_router(categories.router)
     # The pages, their session login and their feeds (docs/pages.md).
     for module in (session, figures, feeds, pages):
         app.include_router(module.router)

@@ -44,6 +44,13 @@ Name = Annotated[
 Category = Annotated[
     str, StringConstraints(max_length=64, pattern=NO_NUL_PATTERN), AfterValidator(str.strip)
 ]
+Description = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL_PATTERN)]
+Price = Annotated[
+    int, Field(ge=1, le=100_000_000_000, description="at least 1: a product is never free")
+]
+LowStockThreshold = Annotated[
+    int, Field(ge=0, le=10**9, description="available stock below this is low (0: never)")
+]
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -150,6 +157,7 @@ class ProductCreate(BaseModel):
     )
     stock: int = Field(default=0, ge=0, le=10**9)
     category: Category = ""
+    low_stock_threshold: LowStockThreshold = 5
 
 
 class ProductPublic(BaseModel):
@@ -161,6 +169,56 @@ class ProductPublic(BaseModel):
     stock: int = Field(description="units available for sale now")
     category: str
     active: bool
+    low_stock_threshold: int = Field(
+        description="available stock below this raises a low-stock event (0: never)"
+    )
+
+
+# --- catalogue (the product models above and these: api/routes/products.py) -------------
+
+
+class ProductUpdate(BaseModel):
+    """Only the fields that are sent change (a null is as if not sent)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name | None = None
+    description: Description | None = None
+    price_cents: Price | None = None
+    category: Category | None = None
+    active: bool | None = None
+    low_stock_threshold: LowStockThreshold | None = None
+
+
+class StockAdjustmentCreate(BaseModel):
+    delta: int = Field(
+        ge=-(10**9), le=10**9, description="units to add (negative: to remove)", examples=[12]
+    )
+    reason: Name = Field(examples=["delivery from the roaster"])
+
+
+class StockMovementPublic(BaseModel):
+    delta: int
+    reason: str
+    actor: str = Field(description='"user:{id}" for an admin, "order:{id}", "import", ...')
+    at: str = Field(description="RFC 3339, UTC")
+
+
+class CategoryPublic(BaseModel):
+    name: str
+    products: int = Field(description="active products in the category")
+
+
+class ImportFailurePublic(BaseModel):
+    line: int = Field(description="the CSV line (the header is line 1)")
+    sku: str
+    error: str
+
+
+class ImportResultPublic(BaseModel):
+    created: int
+    updated: int = Field(description="rows whose sku existed and whose fields changed")
+    unchanged: int = Field(description="rows whose sku existed with the same fields")
+    failed: list[ImportFailurePublic]
 
 
 # --- checkout -------------------------------------------------------------------------

@@ -85,6 +85,13 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("post", "/auth/session"): public(200),
     ("delete", "/auth/session"): public(204),
     ("get", "/admin/figures"): admin_only(200),
+    # The catalogue (DELETE deactivates a spare product, not the one the orders use).
+    ("get", "/categories"): public(200),
+    ("patch", "/products/{product_id}"): admin_only(200),
+    ("delete", "/products/{product_id}"): admin_only(204),
+    ("post", "/products/{product_id}/stock"): admin_only(200),
+    ("get", "/products/{product_id}/stock/movements"): admin_only(200),
+    ("post", "/products/import"): admin_only(200),
 }
 
 # The pages' event streams, outside the schema (they never end): who may open them. The
@@ -103,6 +110,7 @@ class World:
     product: dict[str, Any]
     order_id: str
     headers: dict[str, dict[str, str]]
+    spare_product: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +120,9 @@ async def world(stack: Stack) -> World:
     product = await stack.create_product(stock=50)
     order_id = await stack.place(owner["id"], [(product["id"], 1)], card=DECLINED_CARD)
     await stack.wait_for(order_id, "FAILED")
+    spare_product = await stack.create_product(stock=1)
     return World(
+        spare_product=spare_product,
         owner=owner,
         owner_email=owner["email"],
         product=product,
@@ -148,6 +158,17 @@ def _request(world: World, method: str, path: str, ids: dict[str, str]) -> dict[
         kwargs["params"] = {"user_id": world.owner["id"]}
     elif path.endswith("/cancel"):
         kwargs["json"] = {"reason": "authz matrix"}
+    elif (method, path) == ("patch", "/products/{product_id}"):
+        kwargs["json"] = {"description": "authz matrix"}
+    elif (method, path) == ("delete", "/products/{product_id}") and ids[
+        "product_id"
+    ] == world.product["id"]:
+        kwargs["url"] = path.format(product_id=world.spare_product["id"])
+    elif path.endswith("/stock"):
+        kwargs["json"] = {"delta": 1, "reason": "authz matrix"}
+    elif path == "/products/import":
+        csv = f"sku,name,price_cents\nsku-{uuid.uuid4().hex[:10]},Imported,100\n"
+        kwargs["files"] = {"file": ("catalogue.csv", csv.encode(), "text/csv")}
     return kwargs
 
 

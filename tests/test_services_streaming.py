@@ -247,13 +247,14 @@ async def test_bulk_create_products_counts_rows_and_sets_stock(
         row(f"A-{tag}", stock=1, category=category),  # 4 duplicate sku in the stream
         row(f"D-{tag}", category=category),  # 5 created, no stock
         row("", category=category),  # 6 empty sku
-        row(f"OLD-{tag}", stock=50, category=category),  # 7 exists: skipped
+        row(f"OLD-{tag}", stock=50, category=category),  # 7 exists: updated
         row(f"E-{tag}", id=given_id, stock=3, category=category),  # 8 created with its id
         row(f"F-{tag}", stock=-2, category=category),  # 9 negative stock
         row(f"G-{tag}", id=existing.id, category=category),  # 10 id taken by another sku
     ]
     summary = await stubs.product.BulkCreateProducts(iter(rows))
-    assert (summary.received, summary.created, summary.skipped, summary.failed) == (10, 3, 1, 6)
+    counts = (summary.received, summary.created, summary.updated, summary.skipped, summary.failed)
+    assert counts == (10, 3, 1, 0, 6)
     assert [(e.row, e.sku) for e in summary.errors] == [
         (2, f"B-{tag}"),
         (3, f"C-{tag}"),
@@ -277,15 +278,15 @@ async def test_bulk_create_products_counts_rows_and_sets_stock(
         grpc.StatusCode.NOT_FOUND,
         "STOCK_NOT_FOUND",
     )
-    # The skipped product is untouched, stock included.
-    await expect_error(
-        stubs.inventory.GetStock(inv.GetStockRequest(product_id=existing.id)),
-        grpc.StatusCode.NOT_FOUND,
-    )
-    # Importing again skips what exists and adds no stock (key initial-stock:{id}).
-    again = await stubs.product.BulkCreateProducts(iter([rows[0], rows[7]]))
-    assert (again.created, again.skipped, again.failed) == (0, 2, 0)
+    # The existing product took the row's fields, and its initial stock, never set before.
+    old = await product_by_sku(stubs, f"OLD-{tag}", category)
+    assert (old.id, old.name, old.price_cents) == (existing.id, f"Name OLD-{tag}", 1000)
+    assert await adjust(stubs, existing.id, 0) == 50
+    # Importing again changes nothing and adds no stock (key initial-stock:{id}).
+    again = await stubs.product.BulkCreateProducts(iter([rows[0], rows[6], rows[7]]))
+    assert (again.created, again.updated, again.skipped, again.failed) == (0, 0, 3, 0)
     assert await adjust(stubs, a.id, 0) == 7
+    assert await adjust(stubs, existing.id, 0) == 50
     # The same key as the REST API's initial stocking: a retry of it is a no-op.
     assert await adjust(stubs, a.id, 7, f"initial-stock:{a.id}") == 7
 

@@ -9,6 +9,10 @@ from services.common import Timestamp, utcnow
 
 RESERVED = "RESERVED"
 RELEASED = "RELEASED"
+# A product's low-stock threshold until the product service sets another (its default too).
+DEFAULT_LOW_STOCK_THRESHOLD = 5
+REASON_MAX = 200
+ACTOR_MAX = 128
 
 
 class StockRow(SQLModel, table=True):
@@ -21,7 +25,8 @@ class StockRow(SQLModel, table=True):
 
 
 class AdjustmentRow(SQLModel, table=True):
-    """One applied AdjustStock: its key's uniqueness is what makes a retry a no-op."""
+    """One applied AdjustStock (a stock movement: who, why, when): its key's uniqueness is
+    what makes a retry a no-op."""
 
     __tablename__ = "inventory_adjustments"
 
@@ -29,6 +34,18 @@ class AdjustmentRow(SQLModel, table=True):
     product_id: str = Field(max_length=64, index=True)
     delta: int = Field(sa_type=BigInteger)
     created_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
+    reason: str = Field(default="", max_length=REASON_MAX, sa_column_kwargs={"server_default": ""})
+    actor: str = Field(default="", max_length=ACTOR_MAX, sa_column_kwargs={"server_default": ""})
+
+
+class ThresholdRow(SQLModel, table=True):
+    """Inventory's copy of a product's low_stock_threshold (the product service sets it)."""
+
+    __tablename__ = "inventory_low_stock_thresholds"
+
+    product_id: str = Field(primary_key=True, max_length=64)
+    low_stock_threshold: int = Field(default=DEFAULT_LOW_STOCK_THRESHOLD, sa_type=BigInteger)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=Timestamp)
 
 
 class ReservationRow(SQLModel, table=True):

@@ -22,28 +22,38 @@ from services.common import (
     ident,
     in_range,
     read,
+    text,
     transact,
     utcnow,
 )
+from services.inventory.levels import stock_level, threshold_of, thresholds_of
 from services.inventory.models import (
+    ACTOR_MAX,
+    DEFAULT_LOW_STOCK_THRESHOLD,
+    REASON_MAX,
     RELEASED,
     RESERVED,
     AdjustmentRow,
     ReservationLineRow,
     ReservationRow,
     StockRow,
+    ThresholdRow,
 )
+from services.inventory.movements import list_movements
 
 _STATUS = {
     RESERVED: inventory_pb2.RESERVATION_STATUS_RESERVED,
     RELEASED: inventory_pb2.RESERVATION_STATUS_RELEASED,
 }
+_DEFAULT = DEFAULT_LOW_STOCK_THRESHOLD
 MAX_LINES = 100
 MAX_LIST = 1000
 
-# A committed change of one product's level: (product_id, available, seq). `seq` is taken
-# while the transaction holds the product's row lock, so it orders one product's commits.
-Change = tuple[str, int, int]
+# A committed change of one product's level: (product_id, available, seq, threshold). `seq`
+# is taken while the transaction holds the product's row lock, so it orders one product's
+# commits.
+Change = tuple[str, int, int, int]
+THRESHOLD_MAX = 1_000_000_000
 
 
 @dataclass
@@ -58,10 +68,6 @@ class _Reservation:
             status=_STATUS[self.status],
             lines=[inventory_pb2.ReservationLine(product_id=p, quantity=q) for p, q in self.lines],
         )
-
-
-def _level(product_id: str, available: int) -> inventory_pb2.StockLevel:
-    return inventory_pb2.StockLevel(product_id=product_id, available=available)
 
 
 def _read_reservation(session: Session, row: ReservationRow) -> _Reservation:
@@ -114,26 +120,42 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         Two transactions commit in row-lock order but their coroutines may resume in either
         order; without the seq check a watcher could end on the older level.
         """
-        for product_id, available, seq in changes:
+        for product_id, available, seq, threshold in changes:
             if seq <= self._published.get(product_id, 0):
                 continue
             self._published[product_id] = seq
-            self._changes.publish(_level(product_id, available))
+            self._changes.publish(stock_level(product_id, available, threshold))
 
-    async def adjust(self, product_id: str, delta: int, idempotency_key: str) -> int:
+    async def adjust(
+        self,
+        product_id: str,
+        delta: int,
+        idempotency_key: str,
+        reason: str = "",
+        actor: str = "",
+    ) -> int:
         """AdjustStock's work, for in-process callers: the level after the adjustment.
 
         Raises InvalidArgument for bad input, FailedPrecondition (INSUFFICIENT_STOCK) when
         the stock would go below zero. A repeated key changes nothing.
         """
+        level = await self._adjust(product_id, delta, idempotency_key, reason, actor)
+        return level.available
+
+    async def _adjust(
+        self, product_id: str, delta: int, idempotency_key: str, reason: str, actor: str
+    ) -> inventory_pb2.StockLevel:
         product_id = ident("product_id", product_id)
         key = ident("idempotency_key", idempotency_key, KEY_MAX)
         delta = in_range("delta", delta, -DELTA_MAX, DELTA_MAX)
+        reason = text("reason", reason, REASON_MAX, required=False)
+        actor = text("actor", actor, ACTOR_MAX, required=False)
 
-        def work(session: Session) -> tuple[int, list[Change]]:
+        def work(session: Session) -> tuple[inventory_pb2.StockLevel, list[Change]]:
             stock = session.get(StockRow, product_id, with_for_update=True)
+            threshold = threshold_of(session, product_id)
             if session.get(AdjustmentRow, key) is not None:
-                return (stock.available if stock else 0), []
+                return stock_level(product_id, stock.available if stock else 0, threshold), []
             if stock is None:
                 stock = StockRow(product_id=product_id, available=0)
             if stock.available + delta < 0:
@@ -145,21 +167,77 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
             stock.available += delta
             stock.updated_at = utcnow()
             session.add(stock)
-            session.add(AdjustmentRow(idempotency_key=key, product_id=product_id, delta=delta))
+            session.add(
+                AdjustmentRow(
+                    idempotency_key=key,
+                    product_id=product_id,
+                    delta=delta,
+                    reason=reason,
+                    actor=actor,
+                )
+            )
             session.flush()
-            return stock.available, [(product_id, stock.available, next(self._seq))]
+            now = stock_level(product_id, stock.available, threshold)
+            return now, [(product_id, stock.available, next(self._seq), threshold)]
 
-        available, changes = await transact(self._engine, work)
+        level, changes = await transact(self._engine, work)
         self._publish(changes)
-        return available
+        return level
+
+    async def set_threshold(self, product_id: str, threshold: int) -> None:
+        """SetLowStockThreshold's work, for the product servicer in the same process."""
+        await self._set_threshold(product_id, threshold)
+
+    async def _set_threshold(self, product_id: str, threshold: int) -> inventory_pb2.StockLevel:
+        product_id = ident("product_id", product_id)
+        threshold = in_range("low_stock_threshold", threshold, 0, THRESHOLD_MAX)
+
+        def work(session: Session) -> tuple[inventory_pb2.StockLevel, list[Change]]:
+            stock = session.get(StockRow, product_id, with_for_update=True)
+            row = session.get(ThresholdRow, product_id)
+            changed = row is None or row.low_stock_threshold != threshold
+            row = row or ThresholdRow(product_id=product_id)
+            row.low_stock_threshold, row.updated_at = threshold, utcnow()
+            session.add(row)
+            session.flush()
+            available = stock.available if stock else 0
+            # Watchers see the new flag of a stocked product at once.
+            changes = [(product_id, available, next(self._seq), threshold)] if stock else []
+            return stock_level(product_id, available, threshold), changes if changed else []
+
+        level, changes = await transact(self._engine, work)
+        self._publish(changes)
+        return level
 
     @grpc_method
     async def AdjustStock(
         self, request: inventory_pb2.AdjustStockRequest, context: Context
     ) -> inventory_pb2.StockLevel:
         """Applies delta once per idempotency_key; a repeat returns the current level."""
-        available = await self.adjust(request.product_id, request.delta, request.idempotency_key)
-        return _level(request.product_id, available)
+        return await self._adjust(
+            request.product_id,
+            request.delta,
+            request.idempotency_key,
+            request.reason,
+            request.actor,
+        )
+
+    @grpc_method
+    async def SetLowStockThreshold(
+        self, request: inventory_pb2.SetLowStockThresholdRequest, context: Context
+    ) -> inventory_pb2.StockLevel:
+        """Sets inventory's copy of a product's low-stock threshold; the level with its flag."""
+        return await self._set_threshold(request.product_id, request.low_stock_threshold)
+
+    @grpc_method
+    async def ListStockMovements(
+        self, request: inventory_pb2.ListStockMovementsRequest, context: Context
+    ) -> inventory_pb2.ListStockMovementsResponse:
+        """A product's movements, newest first: adjustments, reservations, releases."""
+        product_id = ident("product_id", request.product_id)
+        limit = in_range("limit", request.limit or 100, 1, 500)
+        movements = await read(self._engine, lambda s: list_movements(s, product_id, limit))
+        return inventory_pb2.ListStockMovementsResponse(movements=movements)
 
     @grpc_method
     async def GetStock(
@@ -167,10 +245,17 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     ) -> inventory_pb2.StockLevel:
         """Units available now; NOT_FOUND (STOCK_NOT_FOUND) with no stock record."""
         product_id = ident("product_id", request.product_id)
-        row = await read(self._engine, lambda s: s.get(StockRow, product_id))
-        if row is None:
+
+        def work(session: Session) -> inventory_pb2.StockLevel | None:
+            row = session.get(StockRow, product_id)
+            if row is None:
+                return None
+            return stock_level(row.product_id, row.available, threshold_of(session, product_id))
+
+        level = await read(self._engine, work)
+        if level is None:
             raise NotFound(f"no stock record for {product_id}", reason=Reason.STOCK_NOT_FOUND)
-        return _level(row.product_id, row.available)
+        return level
 
     @grpc_method
     async def ListStock(
@@ -181,16 +266,17 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
             raise InvalidArgument(f"at most {MAX_LIST} product_ids")
         ids = sorted({ident("product_ids", p) for p in request.product_ids})
 
-        def work(session: Session) -> list[StockRow]:
+        def work(session: Session) -> list[inventory_pb2.StockLevel]:
             query = select(StockRow).order_by(col(StockRow.product_id))
             if ids:
                 query = query.where(col(StockRow.product_id).in_(ids))
-            return list(session.exec(query).all())
+            thresholds = thresholds_of(session, ids)
+            return [
+                stock_level(r.product_id, r.available, thresholds.get(r.product_id, _DEFAULT))
+                for r in session.exec(query).all()
+            ]
 
-        rows = await read(self._engine, work)
-        return inventory_pb2.ListStockResponse(
-            levels=[_level(r.product_id, r.available) for r in rows]
-        )
+        return inventory_pb2.ListStockResponse(levels=await read(self._engine, work))
 
     @grpc_method
     async def ReserveStock(
@@ -223,7 +309,8 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                         f"product {product_id} is out of stock ({quantity} requested)",
                         reason=Reason.OUT_OF_STOCK,
                     )
-                changes.append((product_id, left, next(self._seq)))
+                threshold = threshold_of(session, product_id)
+                changes.append((product_id, left, next(self._seq), threshold))
                 session.add(
                     ReservationLineRow(order_id=order_id, product_id=product_id, quantity=quantity)
                 )
@@ -260,7 +347,8 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                     .execution_options(synchronize_session=False)
                 ).scalar_one_or_none()
                 if now is not None:
-                    changes.append((product_id, now, next(self._seq)))
+                    threshold = threshold_of(session, product_id)
+                    changes.append((product_id, now, next(self._seq), threshold))
             row.status = RELEASED
             row.updated_at = utcnow()
             session.add(row)
@@ -298,19 +386,21 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         ids = sorted({ident("product_ids", p) for p in request.product_ids})
         wanted = frozenset(ids)
 
-        def read_stock(session: Session) -> dict[str, int]:
+        def read_stock(session: Session) -> tuple[dict[str, int], dict[str, int]]:
             query = select(StockRow).order_by(col(StockRow.product_id))
             if ids:
                 query = query.where(col(StockRow.product_id).in_(ids))
-            return {r.product_id: r.available for r in session.exec(query).all()}
+            levels = {r.product_id: r.available for r in session.exec(query).all()}
+            return levels, thresholds_of(session, ids)
 
         # Subscribe before reading: a change committed in between is then delivered after
         # the snapshot (perhaps twice, which absolute levels make harmless), never lost.
         with self._changes.subscribe(lambda lvl: not wanted or lvl.product_id in wanted) as sub:
             await context.send_initial_metadata(())  # tells the client it is subscribed
-            current = await read(self._engine, read_stock)
+            current, thresholds = await read(self._engine, read_stock)
             for product_id in ids or current:
-                yield _level(product_id, current.get(product_id, 0))
+                threshold = thresholds.get(product_id, _DEFAULT)
+                yield stock_level(product_id, current.get(product_id, 0), threshold)
             while True:
                 yield await sub.get()
 

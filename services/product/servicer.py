@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from core.errors import AlreadyExists, DomainError, InvalidArgument, NotFound, Reason, Unavailable
 from core.messages import initial_stock_key
@@ -26,14 +26,26 @@ from services.common import (
     text,
     transact,
 )
+from services.inventory.models import DEFAULT_LOW_STOCK_THRESHOLD
 from services.product.models import ProductRow
-from services.product.stock import StockAdder
+from services.product.search import (
+    LIMIT_MAX,
+    Filters,
+    category_counts,
+    decode_token,
+    encode_token,
+    list_page,
+)
+from services.product.stock import IMPORT_ACTOR, INITIAL_STOCK_REASON, StockAdder, threshold_setter
 
 log = logging.getLogger(__name__)
 
 # A summary carries at most this many RowErrors, so it stays far below gRPC's 4 MB limit.
 MAX_ROW_ERRORS = 1000
 PRICE_MIN = 1  # cents
+THRESHOLD_MAX = 1_000_000_000
+# The catalogue fields an import row or an update sets.
+_FIELDS = ("name", "description", "price_cents", "category")
 
 
 def _to_pb(row: ProductRow) -> product_pb2.Product:
@@ -46,7 +58,30 @@ def _to_pb(row: ProductRow) -> product_pb2.Product:
         category=row.category,
         active=row.active,
         created_at=rfc3339(row.created_at),
+        low_stock_threshold=row.low_stock_threshold,
     )
+
+
+def _name(value: str) -> str:
+    return text("name", value.strip())
+
+
+def _description(value: str) -> str:
+    return text("description", value, TEXT_MAX, required=False)
+
+
+def _price(value: int) -> int:
+    # At least a cent: the payment service charges no zero amount, so an order of free
+    # products could never be paid.
+    return in_range("price_cents", value, PRICE_MIN, MONEY_MAX)
+
+
+def _category(value: str) -> str:
+    return text("category", value.strip(), 64, required=False)
+
+
+def _threshold(value: int) -> int:
+    return in_range("low_stock_threshold", value, 0, THRESHOLD_MAX)
 
 
 @dataclass(frozen=True)
@@ -59,18 +94,21 @@ class _New:
     description: str
     price_cents: int
     category: str
+    low_stock_threshold: int = DEFAULT_LOW_STOCK_THRESHOLD
 
     @classmethod
     def of(cls, r: product_pb2.CreateProductRequest | product_pb2.BulkCreateProductRow) -> _New:
+        threshold = DEFAULT_LOW_STOCK_THRESHOLD
+        if isinstance(r, product_pb2.CreateProductRequest) and r.HasField("low_stock_threshold"):
+            threshold = _threshold(r.low_stock_threshold)
         return cls(
             id=ident("id", r.id) if r.id else "",
             sku=ident("sku", r.sku.strip()),
-            name=text("name", r.name.strip()),
-            description=text("description", r.description, TEXT_MAX, required=False),
-            # At least a cent: the payment service charges no zero amount, so an order of
-            # free products could never be paid.
-            price_cents=in_range("price_cents", r.price_cents, PRICE_MIN, MONEY_MAX),
-            category=text("category", r.category.strip(), 64, required=False),
+            name=_name(r.name),
+            description=_description(r.description),
+            price_cents=_price(r.price_cents),
+            category=_category(r.category),
+            low_stock_threshold=threshold,
         )
 
 
@@ -97,10 +135,48 @@ def _insert(
         description=new.description,
         price_cents=new.price_cents,
         category=new.category,
+        low_stock_threshold=new.low_stock_threshold,
     )
     session.add(row)
     session.flush()
     return row, True
+
+
+def _upsert(session: Session, new: _New, product_id: str) -> tuple[ProductRow, str]:
+    """An import row: "created", or the sku's product (same id, or none asked for) brought
+    to the row's fields: "updated", or "skipped" when they are the same already."""
+    row, created = _insert(session, new, product_id, sku_taken_ok=True)
+    if created:
+        return row, "created"
+    changes = {f: getattr(new, f) for f in _FIELDS if getattr(row, f) != getattr(new, f)}
+    if not changes:
+        return row, "skipped"
+    for field, value in changes.items():
+        setattr(row, field, value)
+    session.add(row)
+    session.flush()
+    return row, "updated"
+
+
+def _update(session: Session, request: product_pb2.UpdateProductRequest) -> ProductRow:
+    row = session.get(ProductRow, request.id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"product {request.id} not found", reason=Reason.PRODUCT_NOT_FOUND)
+    if request.HasField("name"):
+        row.name = _name(request.name)
+    if request.HasField("description"):
+        row.description = _description(request.description)
+    if request.HasField("price_cents"):
+        row.price_cents = _price(request.price_cents)
+    if request.HasField("category"):
+        row.category = _category(request.category)
+    if request.HasField("active"):
+        row.active = request.active
+    if request.HasField("low_stock_threshold"):
+        row.low_stock_threshold = _threshold(request.low_stock_threshold)
+    session.add(row)
+    session.flush()
+    return row
 
 
 class ProductServicer(product_pb2_grpc.ProductServiceServicer):
@@ -113,17 +189,48 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
     def __init__(self, engine: Engine, add_stock: StockAdder | None = None) -> None:
         self._engine = engine
         self._add_stock = add_stock
+        self._set_threshold = threshold_setter(add_stock)
+
+    async def _copy_threshold(self, product_id: str, threshold: int) -> None:
+        """Gives inventory its copy of the threshold (it owns the low-stock events)."""
+        if self._set_threshold is None:
+            raise Unavailable(
+                f"product {product_id} saved, but no inventory is configured for its "
+                "low_stock_threshold",
+                reason=Reason.INVENTORY_UNAVAILABLE,
+            )
+        await self._set_threshold(product_id, threshold)
 
     @grpc_method
     async def CreateProduct(
         self, request: product_pb2.CreateProductRequest, context: Context
     ) -> product_pb2.Product:
-        """Creates a product; the same id with the same sku again returns it (seeding)."""
+        """Creates a product; the same id with the same sku again returns it (seeding).
+
+        A threshold other than the default is copied to inventory; a retry copies it again.
+        """
         new = _New.of(request)
         product_id = new.id or new_id()
         row, _ = await transact(
             self._engine, lambda s: _insert(s, new, product_id, sku_taken_ok=False)
         )
+        if row.low_stock_threshold != DEFAULT_LOW_STOCK_THRESHOLD:
+            await self._copy_threshold(row.id, row.low_stock_threshold)
+        return _to_pb(row)
+
+    @grpc_method
+    async def UpdateProduct(
+        self, request: product_pb2.UpdateProductRequest, context: Context
+    ) -> product_pb2.Product:
+        """Changes the fields that are set; NOT_FOUND (PRODUCT_NOT_FOUND) for an unknown id.
+
+        A new price applies to orders that look the product up afterwards; a new
+        low_stock_threshold is copied to inventory (a retry copies it again).
+        """
+        ident("id", request.id)
+        row = await transact(self._engine, lambda s: _update(s, request))
+        if request.HasField("low_stock_threshold"):
+            await self._copy_threshold(row.id, row.low_stock_threshold)
         return _to_pb(row)
 
     @grpc_method
@@ -141,17 +248,26 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
     async def ListProducts(
         self, request: product_pb2.ListProductsRequest, context: Context
     ) -> product_pb2.ListProductsResponse:
-        """Every product, or one category's, ordered by sku."""
-        category = text("category", request.category.strip(), 64, required=False)
+        """The products matching q, category and active, in sku order, a page at a time."""
+        active = request.active if request.HasField("active") else None
+        filters = Filters.of(request.q, request.category, active)
+        limit = in_range("limit", request.limit, 0, LIMIT_MAX)
+        after = decode_token(request.page_token, filters) if request.page_token else ""
+        rows, last = await read(self._engine, lambda s: list_page(s, filters, limit, after))
+        return product_pb2.ListProductsResponse(
+            products=[_to_pb(r) for r in rows],
+            next_page_token=encode_token(last, filters) if last else "",
+        )
 
-        def work(session: Session) -> list[ProductRow]:
-            query = select(ProductRow).order_by(col(ProductRow.sku))
-            if category:
-                query = query.where(ProductRow.category == category)
-            return list(session.exec(query).all())
-
-        rows = await read(self._engine, work)
-        return product_pb2.ListProductsResponse(products=[_to_pb(r) for r in rows])
+    @grpc_method
+    async def ListCategories(
+        self, request: product_pb2.ListCategoriesRequest, context: Context
+    ) -> product_pb2.ListCategoriesResponse:
+        """The categories of active products with their counts, by name."""
+        counts = await read(self._engine, category_counts)
+        return product_pb2.ListCategoriesResponse(
+            categories=[product_pb2.CategoryCount(name=n, products=c) for n, c in counts]
+        )
 
     @grpc_method
     async def BulkCreateProducts(
@@ -159,10 +275,13 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
         request_iterator: AsyncIterator[product_pb2.BulkCreateProductRow],
         context: Context,
     ) -> product_pb2.BulkCreateProductsSummary:
-        """Imports a stream of rows, each committed on its own; per-row errors in the summary.
+        """Upserts a stream of rows by sku, each committed on its own; per-row errors in
+        the summary.
 
-        A row whose sku exists already (same id or none given) is skipped, untouched. A new
-        product's stock (> 0) is added under the key "initial-stock:{id}".
+        A row whose sku exists already (same id or none given) updates its product's name,
+        description, price and category. A row's stock (> 0) is the product's initial
+        stock, added under the key "initial-stock:{id}": once per product, however often
+        the file is imported.
         """
         summary = product_pb2.BulkCreateProductsSummary()
         first_row: dict[str, int] = {}  # sku or id -> the row that used it in this stream
@@ -170,24 +289,22 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
             summary.received += 1
             number = summary.received
             try:
-                created = await self._import_row(row, number, first_row)
+                outcome = await self._import_row(row, number, first_row)
             except (DomainError, OperationalError) as err:
                 message = as_domain_error(err, "BulkCreateProducts").message
             else:
-                if created:
-                    summary.created += 1
-                else:
-                    summary.skipped += 1
+                setattr(summary, outcome, getattr(summary, outcome) + 1)
                 continue
             summary.failed += 1
             if len(summary.errors) < MAX_ROW_ERRORS:
                 summary.errors.append(
-                    product_pb2.RowError(row=number, sku=row.sku, message=message)
+                    product_pb2.RowError(row=number, sku=row.sku, message=message, line=row.line)
                 )
         log.info(
-            "bulk import: %d rows, %d created, %d skipped, %d failed",
+            "bulk import: %d rows, %d created, %d updated, %d skipped, %d failed",
             summary.received,
             summary.created,
+            summary.updated,
             summary.skipped,
             summary.failed,
         )
@@ -195,8 +312,9 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
 
     async def _import_row(
         self, row: product_pb2.BulkCreateProductRow, number: int, first_row: dict[str, int]
-    ) -> bool:
-        """Creates one row's product and stock: True when created, False when skipped."""
+    ) -> str:
+        """Upserts one row's product and its initial stock: "created", "updated" or
+        "skipped" (the summary's counter)."""
         new = _New.of(row)
         stock = in_range("stock", row.stock, 0, DELTA_MAX)
         used = [f"sku:{new.sku}", *([f"id:{new.id}"] if new.id else [])]
@@ -205,24 +323,29 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
                 kind, value = key.split(":", 1)
                 raise InvalidArgument(f"duplicate {kind} {value} (already in row {first_row[key]})")
         product_id = new.id or new_id()
-        saved, created = await transact(
-            self._engine, lambda s: _insert(s, new, product_id, sku_taken_ok=True)
-        )
+        saved, outcome = await transact(self._engine, lambda s: _upsert(s, new, product_id))
         first_row.update(dict.fromkeys(used, number))
-        if not created:
-            return False  # the sku's existing product: left as it is, stock included
         if stock > 0:
+            # Under the product's one initial-stock key: a new product gets its units, and
+            # a product whose initial stock was never set (created with none, or an earlier
+            # import that failed at this step) gets them now; any other repeat adds nothing.
             if self._add_stock is None:
                 raise Unavailable(
-                    f"product {saved.id} created, but no inventory is configured for its stock"
+                    f"product {saved.id} {outcome}, but no inventory is configured for its stock"
                 )
             try:
-                await self._add_stock(saved.id, stock, initial_stock_key(saved.id))
+                await self._add_stock(
+                    saved.id,
+                    stock,
+                    initial_stock_key(saved.id),
+                    reason=INITIAL_STOCK_REASON,
+                    actor=IMPORT_ACTOR,
+                )
             except DomainError as err:
                 raise type(err)(
-                    f"product {saved.id} created, but its initial stock was not set "
-                    f"({err.message}); retry AdjustStock with idempotency_key "
-                    f"{initial_stock_key(saved.id)}",
+                    f"product {saved.id} {outcome}, but its initial stock was not set "
+                    f"({err.message}); import the row again (it adds the stock under "
+                    f"idempotency_key {initial_stock_key(saved.id)}, once)",
                     err.reason,
                 ) from None
-        return True
+        return outcome

@@ -2,12 +2,18 @@
 
 Served in one process with inventory, the product servicer calls the inventory servicer's
 `adjust` directly; served alone, it calls InventoryService.AdjustStock at GRPC_TARGET.
-Both take (product_id, delta, idempotency_key), return the level, raise DomainErrors.
+Both take (product_id, delta, idempotency_key, reason=, actor=), return the level, raise
+DomainErrors.
+
+Inventory also keeps its own copy of each product's low_stock_threshold: the product
+servicer hands it over with the adder's owner's `set_threshold` (the inventory servicer
+whose `adjust` it was given, or the RemoteInventory itself), see `threshold_setter`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import grpc
 
@@ -22,7 +28,31 @@ from core.errors import (
 from core.grpc_client import Stubs
 from proto.shop.v1 import inventory_pb2
 
-StockAdder = Callable[[str, int, str], Awaitable[int]]
+# Who and why, on the movements an import records.
+IMPORT_ACTOR = "import"
+INITIAL_STOCK_REASON = "initial stock"
+
+
+class StockAdder(Protocol):
+    async def __call__(
+        self,
+        product_id: str,
+        delta: int,
+        idempotency_key: str,
+        reason: str = "",
+        actor: str = "",
+    ) -> int: ...
+
+
+ThresholdSetter = Callable[[str, int], Awaitable[None]]
+
+
+def threshold_setter(add_stock: StockAdder | None) -> ThresholdSetter | None:
+    """The `set_threshold` of the inventory behind `add_stock`, if it has one."""
+    owner = getattr(add_stock, "__self__", add_stock)
+    setter: ThresholdSetter | None = getattr(owner, "set_threshold", None)
+    return setter
+
 
 _ERRORS: dict[grpc.StatusCode, type[DomainError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
@@ -46,30 +76,56 @@ class RemoteInventory:
         self.credentials = credentials
         self._stubs: Stubs | None = None
 
-    async def __call__(self, product_id: str, delta: int, idempotency_key: str) -> int:
+    def _inventory(self) -> Stubs:
         if self._stubs is None:
             self._stubs = Stubs.open(self.target, self.credentials)
+        return self._stubs
+
+    async def __call__(
+        self,
+        product_id: str,
+        delta: int,
+        idempotency_key: str,
+        reason: str = "",
+        actor: str = "",
+    ) -> int:
         request = inventory_pb2.AdjustStockRequest(
-            product_id=product_id, delta=delta, idempotency_key=idempotency_key
+            product_id=product_id,
+            delta=delta,
+            idempotency_key=idempotency_key,
+            reason=reason,
+            actor=actor,
         )
         try:
-            level: inventory_pb2.StockLevel = await self._stubs.inventory.AdjustStock(
+            level: inventory_pb2.StockLevel = await self._inventory().inventory.AdjustStock(
                 request, timeout=_TIMEOUT
             )
         except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
-                raise Unavailable(
-                    f"no InventoryService at {self.target} (set GRPC_TARGET)",
-                    reason="INVENTORY_UNAVAILABLE",
-                ) from None
-            kind = _ERRORS.get(err.code())
-            if kind is not None:
-                raise kind(err.details() or str(err.code()), reason_of(err)) from None
-            raise Unavailable(
-                f"inventory at {self.target}: {err.code().name} {err.details()}",
-                reason="INVENTORY_UNAVAILABLE",
-            ) from None
+            raise self._error(err) from None
         return level.available
+
+    async def set_threshold(self, product_id: str, threshold: int) -> None:
+        request = inventory_pb2.SetLowStockThresholdRequest(
+            product_id=product_id, low_stock_threshold=threshold
+        )
+        try:
+            await self._inventory().inventory.SetLowStockThreshold(request, timeout=_TIMEOUT)
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err) from None
+
+    def _error(self, err: grpc.aio.AioRpcError) -> DomainError:
+        if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return Unavailable(
+                f"no InventoryService at {self.target} (set GRPC_TARGET)",
+                reason="INVENTORY_UNAVAILABLE",
+            )
+        kind = _ERRORS.get(err.code())
+        if kind is not None:
+            return kind(err.details() or str(err.code()), reason_of(err))
+        return Unavailable(
+            f"inventory at {self.target}: {err.code().name} {err.details()}",
+            reason="INVENTORY_UNAVAILABLE",
+        )
 
     async def close(self) -> None:
         if self._stubs is not None:

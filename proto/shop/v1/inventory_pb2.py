@@ -24,41 +24,49 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dproto/shop/v1/inventory.proto\x12\x07shop.v1\"3\n\nStockLevel\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\"P\n\x12\x41\x64justStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"%\n\x0fGetStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"\'\n\x10ListStockRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\"8\n\x11ListStockResponse\x12#\n\x06levels\x18\x01 \x03(\x0b\x32\x13.shop.v1.StockLevel\"7\n\x0fReservationLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"t\n\x0bReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.shop.v1.ReservationStatus\x12\'\n\x05lines\x18\x03 \x03(\x0b\x32\x18.shop.v1.ReservationLine\"P\n\x13ReserveStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\'\n\x05lines\x18\x02 \x03(\x0b\x32\x18.shop.v1.ReservationLine\"\'\n\x13ReleaseStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\")\n\x15GetReservationRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"(\n\x11WatchStockRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\"M\n\x0fStockAdjustment\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\x7f\n\x12StockAdjustmentAck\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x11\n\tavailable\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t*y\n\x11ReservationStatus\x12\"\n\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12\x1f\n\x1bRESERVATION_STATUS_RELEASED\x10\x02\x32\xaf\x04\n\x10InventoryService\x12?\n\x0b\x41\x64justStock\x12\x1b.shop.v1.AdjustStockRequest\x1a\x13.shop.v1.StockLevel\x12\x39\n\x08GetStock\x12\x18.shop.v1.GetStockRequest\x1a\x13.shop.v1.StockLevel\x12\x42\n\tListStock\x12\x19.shop.v1.ListStockRequest\x1a\x1a.shop.v1.ListStockResponse\x12\x42\n\x0cReserveStock\x12\x1c.shop.v1.ReserveStockRequest\x1a\x14.shop.v1.Reservation\x12\x42\n\x0cReleaseStock\x12\x1c.shop.v1.ReleaseStockRequest\x1a\x14.shop.v1.Reservation\x12\x46\n\x0eGetReservation\x12\x1e.shop.v1.GetReservationRequest\x1a\x14.shop.v1.Reservation\x12?\n\nWatchStock\x12\x1a.shop.v1.WatchStockRequest\x1a\x13.shop.v1.StockLevel0\x01\x12J\n\rSyncInventory\x12\x18.shop.v1.StockAdjustment\x1a\x1b.shop.v1.StockAdjustmentAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dproto/shop/v1/inventory.proto\x12\x07shop.v1\"c\n\nStockLevel\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x1b\n\x13low_stock_threshold\x18\x03 \x01(\x03\x12\x11\n\tlow_stock\x18\x04 \x01(\x08\"o\n\x12\x41\x64justStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\"N\n\x1bSetLowStockThresholdRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x1b\n\x13low_stock_threshold\x18\x02 \x01(\x03\">\n\x19ListStockMovementsRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"I\n\rStockMovement\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\n\n\x02\x61t\x18\x04 \x01(\t\"G\n\x1aListStockMovementsResponse\x12)\n\tmovements\x18\x01 \x03(\x0b\x32\x16.shop.v1.StockMovement\"%\n\x0fGetStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"\'\n\x10ListStockRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\"8\n\x11ListStockResponse\x12#\n\x06levels\x18\x01 \x03(\x0b\x32\x13.shop.v1.StockLevel\"7\n\x0fReservationLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"t\n\x0bReservation\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.shop.v1.ReservationStatus\x12\'\n\x05lines\x18\x03 \x03(\x0b\x32\x18.shop.v1.ReservationLine\"P\n\x13ReserveStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\'\n\x05lines\x18\x02 \x03(\x0b\x32\x18.shop.v1.ReservationLine\"\'\n\x13ReleaseStockRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\")\n\x15GetReservationRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"(\n\x11WatchStockRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\"M\n\x0fStockAdjustment\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\x7f\n\x12StockAdjustmentAck\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x11\n\tavailable\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t*y\n\x11ReservationStatus\x12\"\n\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12\x1f\n\x1bRESERVATION_STATUS_RELEASED\x10\x02\x32\xe1\x05\n\x10InventoryService\x12?\n\x0b\x41\x64justStock\x12\x1b.shop.v1.AdjustStockRequest\x1a\x13.shop.v1.StockLevel\x12Q\n\x14SetLowStockThreshold\x12$.shop.v1.SetLowStockThresholdRequest\x1a\x13.shop.v1.StockLevel\x12]\n\x12ListStockMovements\x12\".shop.v1.ListStockMovementsRequest\x1a#.shop.v1.ListStockMovementsResponse\x12\x39\n\x08GetStock\x12\x18.shop.v1.GetStockRequest\x1a\x13.shop.v1.StockLevel\x12\x42\n\tListStock\x12\x19.shop.v1.ListStockRequest\x1a\x1a.shop.v1.ListStockResponse\x12\x42\n\x0cReserveStock\x12\x1c.shop.v1.ReserveStockRequest\x1a\x14.shop.v1.Reservation\x12\x42\n\x0cReleaseStock\x12\x1c.shop.v1.ReleaseStockRequest\x1a\x14.shop.v1.Reservation\x12\x46\n\x0eGetReservation\x12\x1e.shop.v1.GetReservationRequest\x1a\x14.shop.v1.Reservation\x12?\n\nWatchStock\x12\x1a.shop.v1.WatchStockRequest\x1a\x13.shop.v1.StockLevel0\x01\x12J\n\rSyncInventory\x12\x18.shop.v1.StockAdjustment\x1a\x1b.shop.v1.StockAdjustmentAck(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.shop.v1.inventory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESERVATIONSTATUS']._serialized_start=906
-  _globals['_RESERVATIONSTATUS']._serialized_end=1027
+  _globals['_RESERVATIONSTATUS']._serialized_start=1277
+  _globals['_RESERVATIONSTATUS']._serialized_end=1398
   _globals['_STOCKLEVEL']._serialized_start=42
-  _globals['_STOCKLEVEL']._serialized_end=93
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=95
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=175
-  _globals['_GETSTOCKREQUEST']._serialized_start=177
-  _globals['_GETSTOCKREQUEST']._serialized_end=214
-  _globals['_LISTSTOCKREQUEST']._serialized_start=216
-  _globals['_LISTSTOCKREQUEST']._serialized_end=255
-  _globals['_LISTSTOCKRESPONSE']._serialized_start=257
-  _globals['_LISTSTOCKRESPONSE']._serialized_end=313
-  _globals['_RESERVATIONLINE']._serialized_start=315
-  _globals['_RESERVATIONLINE']._serialized_end=370
-  _globals['_RESERVATION']._serialized_start=372
-  _globals['_RESERVATION']._serialized_end=488
-  _globals['_RESERVESTOCKREQUEST']._serialized_start=490
-  _globals['_RESERVESTOCKREQUEST']._serialized_end=570
-  _globals['_RELEASESTOCKREQUEST']._serialized_start=572
-  _globals['_RELEASESTOCKREQUEST']._serialized_end=611
-  _globals['_GETRESERVATIONREQUEST']._serialized_start=613
-  _globals['_GETRESERVATIONREQUEST']._serialized_end=654
-  _globals['_WATCHSTOCKREQUEST']._serialized_start=656
-  _globals['_WATCHSTOCKREQUEST']._serialized_end=696
-  _globals['_STOCKADJUSTMENT']._serialized_start=698
-  _globals['_STOCKADJUSTMENT']._serialized_end=775
-  _globals['_STOCKADJUSTMENTACK']._serialized_start=777
-  _globals['_STOCKADJUSTMENTACK']._serialized_end=904
-  _globals['_INVENTORYSERVICE']._serialized_start=1030
-  _globals['_INVENTORYSERVICE']._serialized_end=1589
+  _globals['_STOCKLEVEL']._serialized_end=141
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=143
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=254
+  _globals['_SETLOWSTOCKTHRESHOLDREQUEST']._serialized_start=256
+  _globals['_SETLOWSTOCKTHRESHOLDREQUEST']._serialized_end=334
+  _globals['_LISTSTOCKMOVEMENTSREQUEST']._serialized_start=336
+  _globals['_LISTSTOCKMOVEMENTSREQUEST']._serialized_end=398
+  _globals['_STOCKMOVEMENT']._serialized_start=400
+  _globals['_STOCKMOVEMENT']._serialized_end=473
+  _globals['_LISTSTOCKMOVEMENTSRESPONSE']._serialized_start=475
+  _globals['_LISTSTOCKMOVEMENTSRESPONSE']._serialized_end=546
+  _globals['_GETSTOCKREQUEST']._serialized_start=548
+  _globals['_GETSTOCKREQUEST']._serialized_end=585
+  _globals['_LISTSTOCKREQUEST']._serialized_start=587
+  _globals['_LISTSTOCKREQUEST']._serialized_end=626
+  _globals['_LISTSTOCKRESPONSE']._serialized_start=628
+  _globals['_LISTSTOCKRESPONSE']._serialized_end=684
+  _globals['_RESERVATIONLINE']._serialized_start=686
+  _globals['_RESERVATIONLINE']._serialized_end=741
+  _globals['_RESERVATION']._serialized_start=743
+  _globals['_RESERVATION']._serialized_end=859
+  _globals['_RESERVESTOCKREQUEST']._serialized_start=861
+  _globals['_RESERVESTOCKREQUEST']._serialized_end=941
+  _globals['_RELEASESTOCKREQUEST']._serialized_start=943
+  _globals['_RELEASESTOCKREQUEST']._serialized_end=982
+  _globals['_GETRESERVATIONREQUEST']._serialized_start=984
+  _globals['_GETRESERVATIONREQUEST']._serialized_end=1025
+  _globals['_WATCHSTOCKREQUEST']._serialized_start=1027
+  _globals['_WATCHSTOCKREQUEST']._serialized_end=1067
+  _globals['_STOCKADJUSTMENT']._serialized_start=1069
+  _globals['_STOCKADJUSTMENT']._serialized_end=1146
+  _globals['_STOCKADJUSTMENTACK']._serialized_start=1148
+  _globals['_STOCKADJUSTMENTACK']._serialized_end=1275
+  _globals['_INVENTORYSERVICE']._serialized_start=1401
+  _globals['_INVENTORYSERVICE']._serialized_end=2138
 # @@protoc_insertion_point(module_scope)

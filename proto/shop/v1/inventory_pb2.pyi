@@ -17,22 +17,64 @@ RESERVATION_STATUS_RESERVED: ReservationStatus
 RESERVATION_STATUS_RELEASED: ReservationStatus
 
 class StockLevel(_message.Message):
-    __slots__ = ("product_id", "available")
+    __slots__ = ("product_id", "available", "low_stock_threshold", "low_stock")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    LOW_STOCK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LOW_STOCK_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     available: int
-    def __init__(self, product_id: _Optional[str] = ..., available: _Optional[int] = ...) -> None: ...
+    low_stock_threshold: int
+    low_stock: bool
+    def __init__(self, product_id: _Optional[str] = ..., available: _Optional[int] = ..., low_stock_threshold: _Optional[int] = ..., low_stock: _Optional[bool] = ...) -> None: ...
 
 class AdjustStockRequest(_message.Message):
-    __slots__ = ("product_id", "delta", "idempotency_key")
+    __slots__ = ("product_id", "delta", "idempotency_key", "reason", "actor")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     delta: int
     idempotency_key: str
-    def __init__(self, product_id: _Optional[str] = ..., delta: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    reason: str
+    actor: str
+    def __init__(self, product_id: _Optional[str] = ..., delta: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class SetLowStockThresholdRequest(_message.Message):
+    __slots__ = ("product_id", "low_stock_threshold")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    LOW_STOCK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    low_stock_threshold: int
+    def __init__(self, product_id: _Optional[str] = ..., low_stock_threshold: _Optional[int] = ...) -> None: ...
+
+class ListStockMovementsRequest(_message.Message):
+    __slots__ = ("product_id", "limit")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    limit: int
+    def __init__(self, product_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class StockMovement(_message.Message):
+    __slots__ = ("delta", "reason", "actor", "at")
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    delta: int
+    reason: str
+    actor: str
+    at: str
+    def __init__(self, delta: _Optional[int] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
+
+class ListStockMovementsResponse(_message.Message):
+    __slots__ = ("movements",)
+    MOVEMENTS_FIELD_NUMBER: _ClassVar[int]
+    movements: _containers.RepeatedCompositeFieldContainer[StockMovement]
+    def __init__(self, movements: _Optional[_Iterable[_Union[StockMovement, _Mapping]]] = ...) -> None: ...
 
 class GetStockRequest(_message.Message):
     __slots__ = ("product_id",)

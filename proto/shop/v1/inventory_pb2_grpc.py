@@ -40,6 +40,16 @@ class InventoryServiceStub:
                 request_serializer=proto_dot_shop_dot_v1_dot_inventory__pb2.AdjustStockRequest.SerializeToString,
                 response_deserializer=proto_dot_shop_dot_v1_dot_inventory__pb2.StockLevel.FromString,
                 _registered_method=True)
+        self.SetLowStockThreshold = channel.unary_unary(
+                '/shop.v1.InventoryService/SetLowStockThreshold',
+                request_serializer=proto_dot_shop_dot_v1_dot_inventory__pb2.SetLowStockThresholdRequest.SerializeToString,
+                response_deserializer=proto_dot_shop_dot_v1_dot_inventory__pb2.StockLevel.FromString,
+                _registered_method=True)
+        self.ListStockMovements = channel.unary_unary(
+                '/shop.v1.InventoryService/ListStockMovements',
+                request_serializer=proto_dot_shop_dot_v1_dot_inventory__pb2.ListStockMovementsRequest.SerializeToString,
+                response_deserializer=proto_dot_shop_dot_v1_dot_inventory__pb2.ListStockMovementsResponse.FromString,
+                _registered_method=True)
         self.GetStock = channel.unary_unary(
                 '/shop.v1.InventoryService/GetStock',
                 request_serializer=proto_dot_shop_dot_v1_dot_inventory__pb2.GetStockRequest.SerializeToString,
@@ -83,6 +93,24 @@ class InventoryServiceServicer:
 
     def AdjustStock(self, request, context):
         """Adds (or with a negative delta removes) units; idempotent by idempotency_key.
+        FAILED_PRECONDITION (INSUFFICIENT_STOCK) when the stock would go below zero. Recorded
+        as a movement with its reason, actor and time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLowStockThreshold(self, request, context):
+        """Sets the product's low-stock threshold (inventory's own copy of the product's field;
+        5 until set). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStockMovements(self, request, context):
+        """A product's stock movements, newest first: adjustments (who, why, when) and the
+        reservations and releases of orders.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -127,7 +155,8 @@ class InventoryServiceServicer:
     def WatchStock(self, request, context):
         """Server streaming: first the current level of each requested product (0 for one with
         no stock record yet; empty product_ids: every product with a record), then one
-        StockLevel per change made by AdjustStock, ReserveStock, ReleaseStock or SyncInventory,
+        StockLevel per change made by AdjustStock, ReserveStock, ReleaseStock, SyncInventory or
+        SetLowStockThreshold (`low_stock` set when the level is below the threshold),
         until the client cancels. Levels are absolute, so a repeated one is harmless.
         The response headers (initial metadata) arrive once the watch is subscribed.
         INVALID_ARGUMENT for more than 1000 product_ids or a malformed id; UNAVAILABLE
@@ -157,6 +186,16 @@ def add_InventoryServiceServicer_to_server(servicer, server):
                     servicer.AdjustStock,
                     request_deserializer=proto_dot_shop_dot_v1_dot_inventory__pb2.AdjustStockRequest.FromString,
                     response_serializer=proto_dot_shop_dot_v1_dot_inventory__pb2.StockLevel.SerializeToString,
+            ),
+            'SetLowStockThreshold': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLowStockThreshold,
+                    request_deserializer=proto_dot_shop_dot_v1_dot_inventory__pb2.SetLowStockThresholdRequest.FromString,
+                    response_serializer=proto_dot_shop_dot_v1_dot_inventory__pb2.StockLevel.SerializeToString,
+            ),
+            'ListStockMovements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStockMovements,
+                    request_deserializer=proto_dot_shop_dot_v1_dot_inventory__pb2.ListStockMovementsRequest.FromString,
+                    response_serializer=proto_dot_shop_dot_v1_dot_inventory__pb2.ListStockMovementsResponse.SerializeToString,
             ),
             'GetStock': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStock,
@@ -222,6 +261,60 @@ class InventoryService:
             '/shop.v1.InventoryService/AdjustStock',
             proto_dot_shop_dot_v1_dot_inventory__pb2.AdjustStockRequest.SerializeToString,
             proto_dot_shop_dot_v1_dot_inventory__pb2.StockLevel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLowStockThreshold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.InventoryService/SetLowStockThreshold',
+            proto_dot_shop_dot_v1_dot_inventory__pb2.SetLowStockThresholdRequest.SerializeToString,
+            proto_dot_shop_dot_v1_dot_inventory__pb2.StockLevel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStockMovements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.InventoryService/ListStockMovements',
+            proto_dot_shop_dot_v1_dot_inventory__pb2.ListStockMovementsRequest.SerializeToString,
+            proto_dot_shop_dot_v1_dot_inventory__pb2.ListStockMovementsResponse.FromString,
             options,
             channel_credentials,
             insecure,

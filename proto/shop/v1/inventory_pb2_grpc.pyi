@@ -34,7 +34,18 @@ class InventoryServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> InventoryServiceAsyncStub: ...
     AdjustStock: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.AdjustStockRequest, _inventory_pb2.StockLevel]
-    """Adds (or with a negative delta removes) units; idempotent by idempotency_key."""
+    """Adds (or with a negative delta removes) units; idempotent by idempotency_key.
+    FAILED_PRECONDITION (INSUFFICIENT_STOCK) when the stock would go below zero. Recorded
+    as a movement with its reason, actor and time.
+    """
+    SetLowStockThreshold: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.SetLowStockThresholdRequest, _inventory_pb2.StockLevel]
+    """Sets the product's low-stock threshold (inventory's own copy of the product's field;
+    5 until set). Idempotent.
+    """
+    ListStockMovements: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListStockMovementsRequest, _inventory_pb2.ListStockMovementsResponse]
+    """A product's stock movements, newest first: adjustments (who, why, when) and the
+    reservations and releases of orders.
+    """
     GetStock: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetStockRequest, _inventory_pb2.StockLevel]
     """Units available for sale now; NOT_FOUND for a product with no stock record."""
     ListStock: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListStockRequest, _inventory_pb2.ListStockResponse]
@@ -51,7 +62,8 @@ class InventoryServiceStub:
     WatchStock: _grpc.UnaryStreamMultiCallable[_inventory_pb2.WatchStockRequest, _inventory_pb2.StockLevel]
     """Server streaming: first the current level of each requested product (0 for one with
     no stock record yet; empty product_ids: every product with a record), then one
-    StockLevel per change made by AdjustStock, ReserveStock, ReleaseStock or SyncInventory,
+    StockLevel per change made by AdjustStock, ReserveStock, ReleaseStock, SyncInventory or
+    SetLowStockThreshold (`low_stock` set when the level is below the threshold),
     until the client cancels. Levels are absolute, so a repeated one is harmless.
     The response headers (initial metadata) arrive once the watch is subscribed.
     INVALID_ARGUMENT for more than 1000 product_ids or a malformed id; UNAVAILABLE
@@ -73,7 +85,18 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     AdjustStock: _aio.UnaryUnaryMultiCallable[_inventory_pb2.AdjustStockRequest, _inventory_pb2.StockLevel]  # type: ignore[assignment]
-    """Adds (or with a negative delta removes) units; idempotent by idempotency_key."""
+    """Adds (or with a negative delta removes) units; idempotent by idempotency_key.
+    FAILED_PRECONDITION (INSUFFICIENT_STOCK) when the stock would go below zero. Recorded
+    as a movement with its reason, actor and time.
+    """
+    SetLowStockThreshold: _aio.UnaryUnaryMultiCallable[_inventory_pb2.SetLowStockThresholdRequest, _inventory_pb2.StockLevel]  # type: ignore[assignment]
+    """Sets the product's low-stock threshold (inventory's own copy of the product's field;
+    5 until set). Idempotent.
+    """
+    ListStockMovements: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListStockMovementsRequest, _inventory_pb2.ListStockMovementsResponse]  # type: ignore[assignment]
+    """A product's stock movements, newest first: adjustments (who, why, when) and the
+    reservations and releases of orders.
+    """
     GetStock: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetStockRequest, _inventory_pb2.StockLevel]  # type: ignore[assignment]
     """Units available for sale now; NOT_FOUND for a product with no stock record."""
     ListStock: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListStockRequest, _inventory_pb2.ListStockResponse]  # type: ignore[assignment]
@@ -90,7 +113,8 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     WatchStock: _aio.UnaryStreamMultiCallable[_inventory_pb2.WatchStockRequest, _inventory_pb2.StockLevel]  # type: ignore[assignment]
     """Server streaming: first the current level of each requested product (0 for one with
     no stock record yet; empty product_ids: every product with a record), then one
-    StockLevel per change made by AdjustStock, ReserveStock, ReleaseStock or SyncInventory,
+    StockLevel per change made by AdjustStock, ReserveStock, ReleaseStock, SyncInventory or
+    SetLowStockThreshold (`low_stock` set when the level is below the threshold),
     until the client cancels. Levels are absolute, so a repeated one is harmless.
     The response headers (initial metadata) arrive once the watch is subscribed.
     INVALID_ARGUMENT for more than 1000 product_ids or a malformed id; UNAVAILABLE
@@ -115,7 +139,30 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inventory_pb2.AdjustStockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.StockLevel, _abc.Awaitable[_inventory_pb2.StockLevel]]:
-        """Adds (or with a negative delta removes) units; idempotent by idempotency_key."""
+        """Adds (or with a negative delta removes) units; idempotent by idempotency_key.
+        FAILED_PRECONDITION (INSUFFICIENT_STOCK) when the stock would go below zero. Recorded
+        as a movement with its reason, actor and time.
+        """
+
+    @_abc_1.abstractmethod
+    def SetLowStockThreshold(
+        self,
+        request: _inventory_pb2.SetLowStockThresholdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.StockLevel, _abc.Awaitable[_inventory_pb2.StockLevel]]:
+        """Sets the product's low-stock threshold (inventory's own copy of the product's field;
+        5 until set). Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def ListStockMovements(
+        self,
+        request: _inventory_pb2.ListStockMovementsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inventory_pb2.ListStockMovementsResponse, _abc.Awaitable[_inventory_pb2.ListStockMovementsResponse]]:
+        """A product's stock movements, newest first: adjustments (who, why, when) and the
+        reservations and releases of orders.
+        """
 
     @_abc_1.abstractmethod
     def GetStock(
@@ -168,7 +215,8 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_inventory_pb2.StockLevel], _abc.AsyncIterator[_inventory_pb2.StockLevel]]:
         """Server streaming: first the current level of each requested product (0 for one with
         no stock record yet; empty product_ids: every product with a record), then one
-        StockLevel per change made by AdjustStock, ReserveStock, ReleaseStock or SyncInventory,
+        StockLevel per change made by AdjustStock, ReserveStock, ReleaseStock, SyncInventory or
+        SetLowStockThreshold (`low_stock` set when the level is below the threshold),
         until the client cancels. Levels are absolute, so a repeated one is harmless.
         The response headers (initial metadata) arrive once the watch is subscribed.
         INVALID_ARGUMENT for more than 1000 product_ids or a malformed id; UNAVAILABLE

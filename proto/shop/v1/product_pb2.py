@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/shop/v1/product.proto\x12\x07shop.v1\"\x90\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x13\n\x0bprice_cents\x18\x05 \x01(\x03\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\x12\x12\n\ncreated_at\x18\x08 \x01(\t\"y\n\x14\x43reateProductRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bprice_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\n\n\x02id\x18\x06 \x01(\t\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\'\n\x13ListProductsRequest\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\":\n\x14ListProductsResponse\x12\"\n\x08products\x18\x01 \x03(\x0b\x32\x10.shop.v1.Product\"\x88\x01\n\x14\x42ulkCreateProductRow\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bprice_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\r\n\x05stock\x18\x06 \x01(\x03\x12\n\n\x02id\x18\x07 \x01(\t\"5\n\x08RowError\x12\x0b\n\x03row\x18\x01 \x01(\x05\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x82\x01\n\x19\x42ulkCreateProductsSummary\x12\x10\n\x08received\x18\x01 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x05\x12\x0f\n\x07skipped\x18\x03 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x05\x12!\n\x06\x65rrors\x18\x05 \x03(\x0b\x32\x11.shop.v1.RowError2\xb6\x02\n\x0eProductService\x12@\n\rCreateProduct\x12\x1d.shop.v1.CreateProductRequest\x1a\x10.shop.v1.Product\x12:\n\nGetProduct\x12\x1a.shop.v1.GetProductRequest\x1a\x10.shop.v1.Product\x12K\n\x0cListProducts\x12\x1c.shop.v1.ListProductsRequest\x1a\x1d.shop.v1.ListProductsResponse\x12Y\n\x12\x42ulkCreateProducts\x12\x1d.shop.v1.BulkCreateProductRow\x1a\".shop.v1.BulkCreateProductsSummary(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/shop/v1/product.proto\x12\x07shop.v1\"\xad\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x13\n\x0bprice_cents\x18\x05 \x01(\x03\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\x12\x12\n\ncreated_at\x18\x08 \x01(\t\x12\x1b\n\x13low_stock_threshold\x18\t \x01(\x03\"\xb3\x01\n\x14\x43reateProductRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bprice_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\n\n\x02id\x18\x06 \x01(\t\x12 \n\x13low_stock_threshold\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x16\n\x14_low_stock_threshold\"\x90\x02\n\x14UpdateProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0bprice_cents\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x15\n\x08\x63\x61tegory\x18\x05 \x01(\tH\x03\x88\x01\x01\x12\x13\n\x06\x61\x63tive\x18\x06 \x01(\x08H\x04\x88\x01\x01\x12 \n\x13low_stock_threshold\x18\x07 \x01(\x03H\x05\x88\x01\x01\x42\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x0e\n\x0c_price_centsB\x0b\n\t_categoryB\t\n\x07_activeB\x16\n\x14_low_stock_threshold\"\x1f\n\x11GetProductRequest\x12\n\n\x02id\x18\x01 \x01(\t\"u\n\x13ListProductsRequest\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\t\n\x01q\x18\x02 \x01(\t\x12\x13\n\x06\x61\x63tive\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\tB\t\n\x07_active\"S\n\x14ListProductsResponse\x12\"\n\x08products\x18\x01 \x03(\x0b\x32\x10.shop.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x17\n\x15ListCategoriesRequest\"/\n\rCategoryCount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08products\x18\x02 \x01(\x03\"D\n\x16ListCategoriesResponse\x12*\n\ncategories\x18\x01 \x03(\x0b\x32\x16.shop.v1.CategoryCount\"\x96\x01\n\x14\x42ulkCreateProductRow\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bprice_cents\x18\x04 \x01(\x03\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\r\n\x05stock\x18\x06 \x01(\x03\x12\n\n\x02id\x18\x07 \x01(\t\x12\x0c\n\x04line\x18\x08 \x01(\x05\"C\n\x08RowError\x12\x0b\n\x03row\x18\x01 \x01(\x05\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\x05\"\x93\x01\n\x19\x42ulkCreateProductsSummary\x12\x10\n\x08received\x18\x01 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x05\x12\x0f\n\x07skipped\x18\x03 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x05\x12!\n\x06\x65rrors\x18\x05 \x03(\x0b\x32\x11.shop.v1.RowError\x12\x0f\n\x07updated\x18\x06 \x01(\x05\x32\xcb\x03\n\x0eProductService\x12@\n\rCreateProduct\x12\x1d.shop.v1.CreateProductRequest\x1a\x10.shop.v1.Product\x12:\n\nGetProduct\x12\x1a.shop.v1.GetProductRequest\x1a\x10.shop.v1.Product\x12@\n\rUpdateProduct\x12\x1d.shop.v1.UpdateProductRequest\x1a\x10.shop.v1.Product\x12K\n\x0cListProducts\x12\x1c.shop.v1.ListProductsRequest\x1a\x1d.shop.v1.ListProductsResponse\x12Q\n\x0eListCategories\x12\x1e.shop.v1.ListCategoriesRequest\x1a\x1f.shop.v1.ListCategoriesResponse\x12Y\n\x12\x42ulkCreateProducts\x12\x1d.shop.v1.BulkCreateProductRow\x1a\".shop.v1.BulkCreateProductsSummary(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,21 +32,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.shop.v1.product_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PRODUCT']._serialized_start=41
-  _globals['_PRODUCT']._serialized_end=185
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=187
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=308
-  _globals['_GETPRODUCTREQUEST']._serialized_start=310
-  _globals['_GETPRODUCTREQUEST']._serialized_end=341
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=343
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=382
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=384
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=442
-  _globals['_BULKCREATEPRODUCTROW']._serialized_start=445
-  _globals['_BULKCREATEPRODUCTROW']._serialized_end=581
-  _globals['_ROWERROR']._serialized_start=583
-  _globals['_ROWERROR']._serialized_end=636
-  _globals['_BULKCREATEPRODUCTSSUMMARY']._serialized_start=639
-  _globals['_BULKCREATEPRODUCTSSUMMARY']._serialized_end=769
-  _globals['_PRODUCTSERVICE']._serialized_start=772
-  _globals['_PRODUCTSERVICE']._serialized_end=1082
+  _globals['_PRODUCT']._serialized_end=214
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=217
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=396
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=399
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=671
+  _globals['_GETPRODUCTREQUEST']._serialized_start=673
+  _globals['_GETPRODUCTREQUEST']._serialized_end=704
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=706
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=823
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=825
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=908
+  _globals['_LISTCATEGORIESREQUEST']._serialized_start=910
+  _globals['_LISTCATEGORIESREQUEST']._serialized_end=933
+  _globals['_CATEGORYCOUNT']._serialized_start=935
+  _globals['_CATEGORYCOUNT']._serialized_end=982
+  _globals['_LISTCATEGORIESRESPONSE']._serialized_start=984
+  _globals['_LISTCATEGORIESRESPONSE']._serialized_end=1052
+  _globals['_BULKCREATEPRODUCTROW']._serialized_start=1055
+  _globals['_BULKCREATEPRODUCTROW']._serialized_end=1205
+  _globals['_ROWERROR']._serialized_start=1207
+  _globals['_ROWERROR']._serialized_end=1274
+  _globals['_BULKCREATEPRODUCTSSUMMARY']._serialized_start=1277
+  _globals['_BULKCREATEPRODUCTSSUMMARY']._serialized_end=1424
+  _globals['_PRODUCTSERVICE']._serialized_start=1427
+  _globals['_PRODUCTSERVICE']._serialized_end=1886
 # @@protoc_insertion_point(module_scope)

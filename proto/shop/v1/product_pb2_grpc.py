@@ -45,10 +45,20 @@ class ProductServiceStub:
                 request_serializer=proto_dot_shop_dot_v1_dot_product__pb2.GetProductRequest.SerializeToString,
                 response_deserializer=proto_dot_shop_dot_v1_dot_product__pb2.Product.FromString,
                 _registered_method=True)
+        self.UpdateProduct = channel.unary_unary(
+                '/shop.v1.ProductService/UpdateProduct',
+                request_serializer=proto_dot_shop_dot_v1_dot_product__pb2.UpdateProductRequest.SerializeToString,
+                response_deserializer=proto_dot_shop_dot_v1_dot_product__pb2.Product.FromString,
+                _registered_method=True)
         self.ListProducts = channel.unary_unary(
                 '/shop.v1.ProductService/ListProducts',
                 request_serializer=proto_dot_shop_dot_v1_dot_product__pb2.ListProductsRequest.SerializeToString,
                 response_deserializer=proto_dot_shop_dot_v1_dot_product__pb2.ListProductsResponse.FromString,
+                _registered_method=True)
+        self.ListCategories = channel.unary_unary(
+                '/shop.v1.ProductService/ListCategories',
+                request_serializer=proto_dot_shop_dot_v1_dot_product__pb2.ListCategoriesRequest.SerializeToString,
+                response_deserializer=proto_dot_shop_dot_v1_dot_product__pb2.ListCategoriesResponse.FromString,
                 _registered_method=True)
         self.BulkCreateProducts = channel.stream_unary(
                 '/shop.v1.ProductService/BulkCreateProducts',
@@ -75,20 +85,41 @@ class ProductServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateProduct(self, request, context):
+        """Partial update: only the fields that are set change. NOT_FOUND (PRODUCT_NOT_FOUND) for
+        an unknown id. Deactivating (active = false) keeps the product for past orders; it is
+        no longer listed by default, and the saga's lookup treats it as PRODUCT_NOT_FOUND.
+        A new low_stock_threshold is copied to InventoryService (SetLowStockThreshold).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListProducts(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Filtered, keyset-paginated, in sku order (stable). INVALID_ARGUMENT for a malformed
+        page_token or one made for other filters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCategories(self, request, context):
+        """The categories of active products, with how many active products each has.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def BulkCreateProducts(self, request_iterator, context):
-        """Client streaming catalogue import: one row per product, one summary at the end.
-        Each row is validated like CreateProduct and committed on its own, so a bad row does
-        not abort the import; it is counted in `failed` and described in `errors`. A row whose
-        sku already exists (with the same id, or no id given) is `skipped` and left untouched,
-        stock included, so an import can be run again. A row's stock (> 0) is added with
-        InventoryService.AdjustStock under idempotency key "initial-stock:{product_id}", in
-        process when inventory is served alongside, else through GRPC_TARGET.
+        """Client streaming catalogue import, an upsert by sku: one row per product, one summary
+        at the end. Each row is validated like CreateProduct and committed on its own, so a bad
+        row does not abort the import; it is counted in `failed` and described in `errors`.
+        A row whose sku exists already (with the same id, or no id given) updates that
+        product's name, description, price and category (`updated`), or changes nothing when
+        they are the same (`skipped`); its `active` flag is left as it is. A row's stock is the
+        product's initial stock: added at most once per product, with InventoryService.AdjustStock
+        under idempotency key "initial-stock:{product_id}" (in process when inventory is served
+        alongside, else through GRPC_TARGET), so an import run again never adds units twice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,10 +138,20 @@ def add_ProductServiceServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_shop_dot_v1_dot_product__pb2.GetProductRequest.FromString,
                     response_serializer=proto_dot_shop_dot_v1_dot_product__pb2.Product.SerializeToString,
             ),
+            'UpdateProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProduct,
+                    request_deserializer=proto_dot_shop_dot_v1_dot_product__pb2.UpdateProductRequest.FromString,
+                    response_serializer=proto_dot_shop_dot_v1_dot_product__pb2.Product.SerializeToString,
+            ),
             'ListProducts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListProducts,
                     request_deserializer=proto_dot_shop_dot_v1_dot_product__pb2.ListProductsRequest.FromString,
                     response_serializer=proto_dot_shop_dot_v1_dot_product__pb2.ListProductsResponse.SerializeToString,
+            ),
+            'ListCategories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCategories,
+                    request_deserializer=proto_dot_shop_dot_v1_dot_product__pb2.ListCategoriesRequest.FromString,
+                    response_serializer=proto_dot_shop_dot_v1_dot_product__pb2.ListCategoriesResponse.SerializeToString,
             ),
             'BulkCreateProducts': grpc.stream_unary_rpc_method_handler(
                     servicer.BulkCreateProducts,
@@ -184,6 +225,33 @@ class ProductService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.ProductService/UpdateProduct',
+            proto_dot_shop_dot_v1_dot_product__pb2.UpdateProductRequest.SerializeToString,
+            proto_dot_shop_dot_v1_dot_product__pb2.Product.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListProducts(request,
             target,
             options=(),
@@ -200,6 +268,33 @@ class ProductService:
             '/shop.v1.ProductService/ListProducts',
             proto_dot_shop_dot_v1_dot_product__pb2.ListProductsRequest.SerializeToString,
             proto_dot_shop_dot_v1_dot_product__pb2.ListProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCategories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.v1.ProductService/ListCategories',
+            proto_dot_shop_dot_v1_dot_product__pb2.ListCategoriesRequest.SerializeToString,
+            proto_dot_shop_dot_v1_dot_product__pb2.ListCategoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,15 +37,28 @@ class ProductServiceStub:
     """ALREADY_EXISTS when the sku is taken."""
     GetProduct: _grpc.UnaryUnaryMultiCallable[_product_pb2.GetProductRequest, _product_pb2.Product]
     """NOT_FOUND when no product has this id."""
+    UpdateProduct: _grpc.UnaryUnaryMultiCallable[_product_pb2.UpdateProductRequest, _product_pb2.Product]
+    """Partial update: only the fields that are set change. NOT_FOUND (PRODUCT_NOT_FOUND) for
+    an unknown id. Deactivating (active = false) keeps the product for past orders; it is
+    no longer listed by default, and the saga's lookup treats it as PRODUCT_NOT_FOUND.
+    A new low_stock_threshold is copied to InventoryService (SetLowStockThreshold).
+    """
     ListProducts: _grpc.UnaryUnaryMultiCallable[_product_pb2.ListProductsRequest, _product_pb2.ListProductsResponse]
+    """Filtered, keyset-paginated, in sku order (stable). INVALID_ARGUMENT for a malformed
+    page_token or one made for other filters.
+    """
+    ListCategories: _grpc.UnaryUnaryMultiCallable[_product_pb2.ListCategoriesRequest, _product_pb2.ListCategoriesResponse]
+    """The categories of active products, with how many active products each has."""
     BulkCreateProducts: _grpc.StreamUnaryMultiCallable[_product_pb2.BulkCreateProductRow, _product_pb2.BulkCreateProductsSummary]
-    """Client streaming catalogue import: one row per product, one summary at the end.
-    Each row is validated like CreateProduct and committed on its own, so a bad row does
-    not abort the import; it is counted in `failed` and described in `errors`. A row whose
-    sku already exists (with the same id, or no id given) is `skipped` and left untouched,
-    stock included, so an import can be run again. A row's stock (> 0) is added with
-    InventoryService.AdjustStock under idempotency key "initial-stock:{product_id}", in
-    process when inventory is served alongside, else through GRPC_TARGET.
+    """Client streaming catalogue import, an upsert by sku: one row per product, one summary
+    at the end. Each row is validated like CreateProduct and committed on its own, so a bad
+    row does not abort the import; it is counted in `failed` and described in `errors`.
+    A row whose sku exists already (with the same id, or no id given) updates that
+    product's name, description, price and category (`updated`), or changes nothing when
+    they are the same (`skipped`); its `active` flag is left as it is. A row's stock is the
+    product's initial stock: added at most once per product, with InventoryService.AdjustStock
+    under idempotency key "initial-stock:{product_id}" (in process when inventory is served
+    alongside, else through GRPC_TARGET), so an import run again never adds units twice.
     """
 
 @_typing.type_check_only
@@ -57,15 +70,28 @@ class ProductServiceAsyncStub(ProductServiceStub):
     """ALREADY_EXISTS when the sku is taken."""
     GetProduct: _aio.UnaryUnaryMultiCallable[_product_pb2.GetProductRequest, _product_pb2.Product]  # type: ignore[assignment]
     """NOT_FOUND when no product has this id."""
+    UpdateProduct: _aio.UnaryUnaryMultiCallable[_product_pb2.UpdateProductRequest, _product_pb2.Product]  # type: ignore[assignment]
+    """Partial update: only the fields that are set change. NOT_FOUND (PRODUCT_NOT_FOUND) for
+    an unknown id. Deactivating (active = false) keeps the product for past orders; it is
+    no longer listed by default, and the saga's lookup treats it as PRODUCT_NOT_FOUND.
+    A new low_stock_threshold is copied to InventoryService (SetLowStockThreshold).
+    """
     ListProducts: _aio.UnaryUnaryMultiCallable[_product_pb2.ListProductsRequest, _product_pb2.ListProductsResponse]  # type: ignore[assignment]
+    """Filtered, keyset-paginated, in sku order (stable). INVALID_ARGUMENT for a malformed
+    page_token or one made for other filters.
+    """
+    ListCategories: _aio.UnaryUnaryMultiCallable[_product_pb2.ListCategoriesRequest, _product_pb2.ListCategoriesResponse]  # type: ignore[assignment]
+    """The categories of active products, with how many active products each has."""
     BulkCreateProducts: _aio.StreamUnaryMultiCallable[_product_pb2.BulkCreateProductRow, _product_pb2.BulkCreateProductsSummary]  # type: ignore[assignment]
-    """Client streaming catalogue import: one row per product, one summary at the end.
-    Each row is validated like CreateProduct and committed on its own, so a bad row does
-    not abort the import; it is counted in `failed` and described in `errors`. A row whose
-    sku already exists (with the same id, or no id given) is `skipped` and left untouched,
-    stock included, so an import can be run again. A row's stock (> 0) is added with
-    InventoryService.AdjustStock under idempotency key "initial-stock:{product_id}", in
-    process when inventory is served alongside, else through GRPC_TARGET.
+    """Client streaming catalogue import, an upsert by sku: one row per product, one summary
+    at the end. Each row is validated like CreateProduct and committed on its own, so a bad
+    row does not abort the import; it is counted in `failed` and described in `errors`.
+    A row whose sku exists already (with the same id, or no id given) updates that
+    product's name, description, price and category (`updated`), or changes nothing when
+    they are the same (`skipped`); its `active` flag is left as it is. A row's stock is the
+    product's initial stock: added at most once per product, with InventoryService.AdjustStock
+    under idempotency key "initial-stock:{product_id}" (in process when inventory is served
+    alongside, else through GRPC_TARGET), so an import run again never adds units twice.
     """
 
 class ProductServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -88,11 +114,34 @@ class ProductServiceServicer(metaclass=_abc_1.ABCMeta):
         """NOT_FOUND when no product has this id."""
 
     @_abc_1.abstractmethod
+    def UpdateProduct(
+        self,
+        request: _product_pb2.UpdateProductRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_product_pb2.Product, _abc.Awaitable[_product_pb2.Product]]:
+        """Partial update: only the fields that are set change. NOT_FOUND (PRODUCT_NOT_FOUND) for
+        an unknown id. Deactivating (active = false) keeps the product for past orders; it is
+        no longer listed by default, and the saga's lookup treats it as PRODUCT_NOT_FOUND.
+        A new low_stock_threshold is copied to InventoryService (SetLowStockThreshold).
+        """
+
+    @_abc_1.abstractmethod
     def ListProducts(
         self,
         request: _product_pb2.ListProductsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_product_pb2.ListProductsResponse, _abc.Awaitable[_product_pb2.ListProductsResponse]]: ...
+    ) -> _typing.Union[_product_pb2.ListProductsResponse, _abc.Awaitable[_product_pb2.ListProductsResponse]]:
+        """Filtered, keyset-paginated, in sku order (stable). INVALID_ARGUMENT for a malformed
+        page_token or one made for other filters.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCategories(
+        self,
+        request: _product_pb2.ListCategoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_product_pb2.ListCategoriesResponse, _abc.Awaitable[_product_pb2.ListCategoriesResponse]]:
+        """The categories of active products, with how many active products each has."""
 
     @_abc_1.abstractmethod
     def BulkCreateProducts(
@@ -100,13 +149,15 @@ class ProductServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_product_pb2.BulkCreateProductRow],
         context: _ServicerContext,
     ) -> _typing.Union[_product_pb2.BulkCreateProductsSummary, _abc.Awaitable[_product_pb2.BulkCreateProductsSummary]]:
-        """Client streaming catalogue import: one row per product, one summary at the end.
-        Each row is validated like CreateProduct and committed on its own, so a bad row does
-        not abort the import; it is counted in `failed` and described in `errors`. A row whose
-        sku already exists (with the same id, or no id given) is `skipped` and left untouched,
-        stock included, so an import can be run again. A row's stock (> 0) is added with
-        InventoryService.AdjustStock under idempotency key "initial-stock:{product_id}", in
-        process when inventory is served alongside, else through GRPC_TARGET.
+        """Client streaming catalogue import, an upsert by sku: one row per product, one summary
+        at the end. Each row is validated like CreateProduct and committed on its own, so a bad
+        row does not abort the import; it is counted in `failed` and described in `errors`.
+        A row whose sku exists already (with the same id, or no id given) updates that
+        product's name, description, price and category (`updated`), or changes nothing when
+        they are the same (`skipped`); its `active` flag is left as it is. A row's stock is the
+        product's initial stock: added at most once per product, with InventoryService.AdjustStock
+        under idempotency key "initial-stock:{product_id}" (in process when inventory is served
+        alongside, else through GRPC_TARGET), so an import run again never adds units twice.
         """
 
 def add_ProductServiceServicer_to_server(servicer: ProductServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
