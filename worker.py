@@ -1,4 +1,4 @@
-"""The Temporal worker for task queue `orders`: both workflows and every activity.
+"""The Temporal worker for task queue `orders`: every workflow and activity.
 
 Run: `.venv/bin/python worker.py`. SIGTERM or Ctrl-C stops polling, lets in-flight
 activities finish (up to the graceful timeout) and exits.
@@ -33,11 +33,12 @@ from core.grpc_client import Stubs, channel_credentials
 from core.runtime import exit_now, freeze_startup_objects
 from core.temporal import connect_config
 from workflows.cancel_order import CancelOrder
+from workflows.cart import Cart
 from workflows.place_order import PlaceOrder
 
 log = logging.getLogger("worker")
 
-WORKFLOWS: Sequence[type] = (PlaceOrder, CancelOrder)
+WORKFLOWS: Sequence[type] = (PlaceOrder, CancelOrder, Cart)
 # The worker's configuration that decides how workflow code runs; the replayer
 # (`python -m workflows.replay`) uses exactly the same, with `core.codec.data_converter`.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner()

@@ -17,6 +17,7 @@ from api.errors import install_error_handlers
 from api.rate_limits import RateLimits
 from api.routes import (
     auth,
+    cart,
     categories,
     checkout,
     feeds,
@@ -75,6 +76,7 @@ TAGS = [
     {"name": "products", "description": "The catalogue and its stock."},
     {"name": "checkout", "description": "Place an order (starts a PlaceOrder saga)."},
     {"name": "orders", "description": "Follow, cancel, ship and deliver orders."},
+    {"name": "cart", "description": "The caller's cart (a Cart workflow) and its checkout."},
 ]
 
 
@@ -129,7 +131,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, auth, users, products, checkout, orders):
+    for module in (health, auth, users, products, checkout, orders, cart):
         app.include_router(module.router)
     app.include_router(categories.router)
     # The pages, their session login and their feeds (docs/pages.md).

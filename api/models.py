@@ -20,7 +20,13 @@ from pydantic import (
     field_validator,
 )
 
-from core.messages import OrderSnapshot, OrderStatus, PaymentStatus, ShippingAddress
+from core.messages import (
+    CART_QUANTITY_MAX,
+    OrderSnapshot,
+    OrderStatus,
+    PaymentStatus,
+    ShippingAddress,
+)
 
 # Each type below documents exactly what it accepts (clients and the fuzzer trust the schema),
 # in patterns that every regex engine reads the same way: hence no `\s`, `\w` or `.`.
@@ -354,3 +360,30 @@ class LedgerEntryPublic(BaseModel):
     amount_cents: int
     idempotency_key: str
     created_at: str = Field(description="RFC 3339, UTC")
+
+
+# --- cart -----------------------------------------------------------------------------
+
+
+class CartItemUpdate(BaseModel):
+    quantity: int = Field(ge=0, le=CART_QUANTITY_MAX, description="0 removes the product")
+
+
+class CartLinePublic(BaseModel):
+    product_id: str
+    name: str = Field(description="empty for a product that no longer exists")
+    quantity: int
+    unit_price_cents: int = Field(description="the current price")
+    active: bool = Field(description="false: no longer sold; a checkout refuses the cart")
+    stock: int = Field(description="units available for sale now")
+
+
+class CartPublic(BaseModel):
+    items: list[CartLinePublic]
+    total_cents: int = Field(description="at current prices, of the products still sold")
+    version: int = Field(description="grows with each change")
+
+
+class CartCheckoutCreate(BaseModel):
+    payment: PaymentDetails
+    shipping_address: ShippingAddressCreate

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # How long a PAID order may wait to be shipped before it is cancelled (NOT_SHIPPED).
     fulfilment_deadline_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     log_level: str = "INFO"
+    # An untouched, non-empty cart sends one CART_REMINDER after this many seconds.
+    cart_reminder_seconds: int = Field(default=86_400, gt=0)
     # Secrets: empty means generated once into $DATA_DIR (core.secrets resolves them).
     # SecretStr keeps them out of reprs, so logging the settings never leaks them.
     payload_keys: SecretStr = SecretStr("")

@@ -78,6 +78,8 @@ class NotificationKind(StrEnum):
     ORDER_CANCELLED = "ORDER_CANCELLED"
     ORDER_SHIPPED = "ORDER_SHIPPED"
     ORDER_DELIVERED = "ORDER_DELIVERED"
+    # About the cart, not an order: its notification has no order id.
+    CART_REMINDER = "CART_REMINDER"
 
 
 # Search attributes of PlaceOrder (both Keyword): the Web UI and `temporal workflow list
@@ -270,6 +272,95 @@ class CancelOrderResult(BaseModel):
     order_id: str
     refunded_cents: int = 0
     payment_status: PaymentStatus = PaymentStatus.NONE
+
+
+# --- Cart: the customer's cart workflow (workflows/cart.py) ------------------------------
+
+# The most units of one product a cart holds, and the most distinct products (a checkout
+# takes at most this many lines).
+CART_QUANTITY_MAX = 99
+CART_LINES_MAX = 50
+# How long a cart stays without a change before it closes itself (emptied).
+CART_IDLE_CLOSE_SECONDS = 30 * 24 * 3600
+
+
+class CartRefusal(StrEnum):
+    """The ApplicationError types with which the Cart's validators refuse an update."""
+
+    PRODUCT_NOT_FOUND = FailureReason.PRODUCT_NOT_FOUND
+    INVALID_QUANTITY = "INVALID_QUANTITY"
+    CART_FULL = "CART_FULL"
+    STALE_VERSION = "STALE_VERSION"
+
+
+def cart_workflow_id_for(user_id: str) -> str:
+    return f"cart-{user_id}"
+
+
+def cart_reminder_key(cart_id: str, version: int) -> str:
+    """One reminder per cart (the first run of its chain) and version: a retried or
+    replayed activity never notifies twice, a later untouched version does once."""
+    return f"cart:{cart_id}:v{version}:{NotificationKind.CART_REMINDER.value}"
+
+
+class CartLine(BaseModel):
+    product_id: str
+    quantity: int = Field(ge=1, le=CART_QUANTITY_MAX)
+    # The cart's version when this line last changed: a checkout clears only what it read.
+    version: int = 0
+
+
+class CartState(BaseModel):
+    """The `cart` query's answer, and what a continued cart carries on with."""
+
+    user_id: str
+    items: list[CartLine] = Field(default_factory=list)
+    # Grows with each change.
+    version: int = 0
+    # When the cart last changed (None: never); the reminder and the closing count from it.
+    changed_at: datetime | None = None
+    # The version whose reminder was sent: one reminder per untouched period.
+    reminded_version: int | None = None
+    # The order the last checkout from this cart started.
+    last_order_id: str | None = None
+
+
+class CartInput(BaseModel):
+    """Input of the Cart workflow (id `cart-{user_id}`); the API passes the settings."""
+
+    user_id: str
+    reminder_seconds: int = Field(default=86_400, gt=0)
+    idle_close_seconds: int = Field(default=CART_IDLE_CLOSE_SECONDS, gt=0)
+    # Continue as new once the history holds this many events (the server also suggests it).
+    max_history_events: int = 10_000
+    # Set when the cart continues as new: the cart as it stood.
+    resume: CartState | None = None
+
+
+class SetCartItem(BaseModel):
+    """Input of the `set_item` update: a product's quantity, 0 removes it.
+
+    The validator cannot look the product up: the API does (ProductService.GetProduct) and
+    passes what it found, None for an unknown product."""
+
+    product_id: str
+    quantity: int
+    product: ProductInfo | None = None
+
+
+class ClearCart(BaseModel):
+    """Input of the `clear` update."""
+
+    # Only the lines changed at or before this version (what the client saw); None: all.
+    up_to_version: int | None = None
+
+
+class CartCheckedOut(BaseModel):
+    """Input of the `checked_out` update: an order was started with the cart as read at
+    `version`; its lines leave the cart, those changed since stay."""
+
+    order_id: str
+    version: int
 
 
 PlaceOrderInput.model_rebuild()

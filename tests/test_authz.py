@@ -92,6 +92,11 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("post", "/products/{product_id}/stock"): admin_only(200),
     ("get", "/products/{product_id}/stock/movements"): admin_only(200),
     ("post", "/products/import"): admin_only(200),
+    # Everyone's own cart (admins have one too); the checkout runs first, on empty carts.
+    ("get", "/cart"): Cell(401, 200, 200, 200),
+    ("put", "/cart/items/{product_id}"): Cell(401, 200, 200, 200),
+    ("delete", "/cart"): Cell(401, 204, 204, 204),
+    ("post", "/cart/checkout"): Cell(401, 409, 409, 409),
 }
 
 # The pages' event streams, outside the schema (they never end): who may open them. The
@@ -169,6 +174,13 @@ def _request(world: World, method: str, path: str, ids: dict[str, str]) -> dict[
     elif path == "/products/import":
         csv = f"sku,name,price_cents\nsku-{uuid.uuid4().hex[:10]},Imported,100\n"
         kwargs["files"] = {"file": ("catalogue.csv", csv.encode(), "text/csv")}
+    elif path == "/cart/items/{product_id}":
+        kwargs["json"] = {"quantity": 1}
+    elif path == "/cart/checkout":
+        kwargs["json"] = {
+            "payment": {"card_number": DECLINED_CARD},
+            "shipping_address": SHIPPING_ADDRESS,
+        }
     return kwargs
 
 

@@ -53,12 +53,14 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     ) -> notification_pb2.Notification:
         """Records (sends) a notification; a repeated idempotency_key returns the first one."""
         user_id = ident("user_id", request.user_id)
-        order_id = ident("order_id", request.order_id)
         key = ident("idempotency_key", request.idempotency_key, KEY_MAX)
         try:
             kind = NotificationKind(request.kind)
         except ValueError:
             raise InvalidArgument(f"kind must be one of {', '.join(NotificationKind)}") from None
+        # A cart reminder is about no order; every other kind is about one.
+        no_order = kind == NotificationKind.CART_REMINDER and not request.order_id
+        order_id = "" if no_order else ident("order_id", request.order_id)
         message = text("message", request.message, TEXT_MAX, required=False)
 
         def work(session: Session) -> tuple[NotificationRow, bool]:
