@@ -293,8 +293,6 @@ async def test_a_stock_drop_below_the_threshold_alerts_the_board(site: Site, pag
 
 
 async def test_an_admin_imports_a_csv_with_progress_and_summary(site: Site, pages: Pages) -> None:
-    if "/products/import" not in (await site.http.get("/openapi.json")).json()["paths"]:
-        pytest.skip("POST /products/import comes with the catalogue branch (not merged yet)")
     tag = uuid.uuid4().hex[:8]
     csv = (
         "sku,name,description,price_cents,stock,category\n"
@@ -315,7 +313,23 @@ async def test_an_admin_imports_a_csv_with_progress_and_summary(site: Site, page
     await expect(summary).to_contain_text("1 failed")
     await expect(summary.locator("li")).to_contain_text("line 4")
     await expect(admin.locator("#import-progress")).to_have_attribute("value", "100")
-    await expect(admin.locator("#products")).to_contain_text(f"Imported two {tag}", timeout=WAIT)
+    two = admin.locator("#products tr").filter(has=admin.locator(f'[value="Imported two {tag}"]'))
+    await expect(two).to_have_count(1, timeout=WAIT)
+
+    # Adjust stock, edit, deactivate.
+    await two.get_by_label(re.compile("^Stock change")).fill("-3")
+    await two.get_by_role("button", name="Apply").click()
+    await expect(two.locator(".stock")).to_have_text("4", timeout=WAIT)
+    await two.get_by_label(re.compile("^Name of")).fill(f"Renamed two {tag}")
+    await two.get_by_role("button", name="Save").click()
+    await expect(admin.locator("#flash")).to_have_text(f"Saved Renamed two {tag}.", timeout=WAIT)
+    one = admin.locator("#products tr").filter(has_text=f"IMP-{tag}-1")
+    await one.get_by_role("button", name="Deactivate").click()
+    await expect(admin.locator("#products tr.inactive")).to_contain_text(
+        f"IMP-{tag}-1", timeout=WAIT
+    )
+    listed = (await site.http.get("/products", params={"q": tag})).json()
+    assert [(p["name"], p["stock"]) for p in listed] == [(f"Renamed two {tag}", 4)]
 
 
 async def test_html_in_a_name_shows_as_text_and_customers_stay_out_of_admin(

@@ -45,8 +45,6 @@ FEED_BATCH = 500
 # Rows changed this long before the newest seen are read again, so a write whose clock was a
 # little behind, or that committed late, is not missed (the version drops what was sent).
 FEED_OVERLAP = timedelta(seconds=5)
-# Products without a threshold of their own (before the catalogue has one) alert below this.
-DEFAULT_LOW_STOCK_THRESHOLD = 5
 PING = 15
 
 
@@ -138,40 +136,36 @@ async def order_feed(request: Request, _admin: AdminDep, engine: EngineDep) -> E
 # --- the low-stock feed ---------------------------------------------------------------------
 
 
-async def _threshold(stubs: Stubs, product_id: str) -> tuple[str, int]:
-    """The product's name and low-stock threshold (the default where it has none)."""
+async def _name(stubs: Stubs, product_id: str) -> str:
     try:
         p = await stubs.product.GetProduct(
             product_pb2.GetProductRequest(id=product_id), timeout=GRPC_TIMEOUT
         )
     except grpc.aio.AioRpcError:
-        return product_id, DEFAULT_LOW_STOCK_THRESHOLD
-    threshold = getattr(p, "low_stock_threshold", 0) or DEFAULT_LOW_STOCK_THRESHOLD
-    return p.name, int(threshold)
+        return product_id
+    return p.name
 
 
 async def _low_stock(
     stubs: Stubs, call: grpc.aio.UnaryStreamCall[Any, inventory_pb2.StockLevel]
 ) -> AsyncIterator[ServerSentEvent]:
-    known: dict[str, tuple[str, int]] = {}
-    last: dict[str, int] = {}
+    names: dict[str, str] = {}
+    last: dict[str, int] = {}  # the level last alerted, per product still low
     try:
         async for level in call:
-            if level.product_id not in known:
-                known[level.product_id] = await _threshold(stubs, level.product_id)
-            name, threshold = known[level.product_id]
-            threshold = int(getattr(level, "low_stock_threshold", 0) or threshold)
-            if level.available >= threshold:
+            if not level.low_stock:
                 last.pop(level.product_id, None)  # back above: the next drop alerts again
                 continue
             if last.get(level.product_id) == level.available:
                 continue
             last[level.product_id] = level.available
+            if level.product_id not in names:
+                names[level.product_id] = await _name(stubs, level.product_id)
             alert = LowStockAlert(
                 product_id=level.product_id,
-                name=name,
+                name=names[level.product_id],
                 available=level.available,
-                threshold=threshold,
+                threshold=level.low_stock_threshold,
             )
             yield ServerSentEvent(data=alert.model_dump_json(), event="low-stock")
     except grpc.aio.AioRpcError as err:

@@ -157,7 +157,11 @@ function productRow(p) {
 }
 
 async function productsPage() {
-  const products = await api("/products");
+  // The first page of the active products, then the deactivated ones.
+  const [active, inactive] = await Promise.all([
+    api("/products?limit=200"), api("/products?active=false&limit=200"),
+  ]);
+  const products = [...active, ...inactive];
   document.getElementById("products").replaceChildren(...products.map(productRow));
 }
 

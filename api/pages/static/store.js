@@ -45,7 +45,7 @@ async function loadCategories(shown, filtered) {
   if (body.categories === "yes") {
     names = (await api("/categories")).map((c) => c.name);
   } else {
-    const all = filtered ? await api("/products") : shown;
+    const all = filtered ? await api("/products?limit=100") : shown;
     names = [...new Set(all.map((p) => p.category).filter(Boolean))].sort();
   }
   for (const name of names) select.append(el("option", { value: name }, name));
@@ -56,7 +56,7 @@ async function showCatalogue() {
   const q = (params.get("q") ?? "").trim();
   const category = params.get("category") ?? "";
   document.getElementById("q").value = q;
-  const query = new URLSearchParams();
+  const query = new URLSearchParams({ limit: "100" });
   if (q) query.set("q", q);
   if (category) query.set("category", category);
   let products = await api(`/products?${query}`);
