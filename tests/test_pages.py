@@ -4,7 +4,8 @@
 Every page a test opens fails the test on a console error or an uncaught exception. The
 tests write screenshots of the main pages to test-artifacts/ (not committed). Skipped where
 Chromium is missing unless REQUIRE_BROWSER=1 (CI), where that is a failure. The session
-cookie, CSRF and feed checks at the end need no browser.
+cookie, CSRF and feed checks at the end need no browser. (Over 400 lines: they share the
+module's one running stack, which takes longer to start than any of them to run.)
 """
 
 from __future__ import annotations
