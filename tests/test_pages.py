@@ -216,6 +216,14 @@ async def test_a_customer_orders_while_the_admin_board_follows_and_ships_it(
     await shop.goto("/shop/cart")
     await expect(shop.locator("#lines tr")).to_have_count(2, timeout=WAIT)
     await expect(shop.locator("#total")).to_have_text("$20.50")
+    shade = shop.get_by_label(f"Quantity of Shade {tag}")
+    await shade.fill("3")
+    await shade.blur()
+    await expect(shop.locator("#total")).to_have_text("$36.50", timeout=WAIT)
+    await shade.fill("1")
+    await shade.blur()
+    await expect(shop.locator("#total")).to_have_text("$20.50", timeout=WAIT)
+    await shot(shop, "cart")
     order_id = await check_out(shop, GOOD_CARD)
 
     # Live on both pages, without reloading either.
@@ -263,6 +271,12 @@ async def test_a_declined_card_fails_and_a_cancel_refunds(site: Site, pages: Pag
     await log_in_page(shop, email, PASSWORD)
     await shop.goto(f"/shop/products/{product_id}")
     await expect(shop.locator("#name")).to_have_text(f"Clock {tag}")
+    await shop.get_by_role("button", name="Add to cart").click()
+    await expect(shop.locator("#flash")).to_contain_text("Added", timeout=WAIT)
+    await shop.goto("/shop/cart")
+    await shop.get_by_role("button", name=f"Remove Clock {tag}").click()
+    await expect(shop.locator("#empty")).to_be_visible(timeout=WAIT)
+    await shop.goto(f"/shop/products/{product_id}")
     await shop.get_by_role("button", name="Add to cart").click()
     await expect(shop.locator("#flash")).to_contain_text("Added", timeout=WAIT)
     await check_out(shop, DECLINED_CARD)
@@ -329,6 +343,7 @@ async def test_an_admin_imports_a_csv_with_progress_and_summary(site: Site, page
     await expect(admin.locator("#products tr.inactive")).to_contain_text(
         f"IMP-{tag}-1", timeout=WAIT
     )
+    await shot(admin, "admin-products")
     listed = (await site.http.get("/products", params={"q": tag})).json()
     assert [(p["name"], p["stock"]) for p in listed] == [(f"Renamed two {tag}", 4)]
 
