@@ -1,4 +1,10 @@
-"""Who the caller is, from the bearer token alone (core.tokens), and what they may reach.
+"""Who the caller is, from the access token (core.tokens), and what they may reach.
+
+The token comes in the `Authorization: Bearer` header (scripts, /docs) or, for the pages, in
+the HttpOnly `session` cookie that `POST /auth/session` sets. A request with the cookie that
+changes state (any method but GET, HEAD, OPTIONS) must also carry the session's CSRF token in
+the `X-CSRF-Token` header, or it gets 403: another site can make the browser send the cookie
+(SameSite=Strict aside), never read the token. A bearer header wins over the cookie.
 
 Every route that is not public takes `CallerDep` or `AdminDep`. A customer reaches only what
 is theirs; what belongs to another answers 404 exactly as a missing id, so ids cannot be
@@ -7,6 +13,8 @@ probed.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -26,17 +34,40 @@ def unauthorized(message: str = "a valid bearer token is required") -> ApiError:
     return ApiError(401, "UNAUTHORIZED", message, headers={"WWW-Authenticate": "Bearer"})
 
 
+SESSION_COOKIE = "session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def csrf_token_for(secret: str, session: str) -> str:
+    """The CSRF token of a session cookie: derived from it, so nothing is stored and it
+    changes with each login."""
+    return hmac.new(secret.encode(), b"csrf:" + session.encode(), hashlib.sha256).hexdigest()
+
+
+def _read(request: Request, token: str) -> AccessClaims | None:
+    try:
+        return read_access_token(request.app.state.jwt_secret, token)
+    except InvalidToken:
+        return None
+
+
 def _claims(request: Request) -> AccessClaims | None:
-    """The claims of the request's valid bearer token; None without one or for an invalid
-    one. Read once per request."""
+    """The claims of the request's valid bearer token, else of its session cookie; None
+    without one or for an invalid one; 403 for a cookie-borne change without the CSRF
+    token. Read once per request."""
     if not hasattr(request.state, "claims"):
-        scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+        header = request.headers.get("Authorization")
+        scheme, token = get_authorization_scheme_param(header)
         claims = None
         if scheme.lower() == "bearer" and token:
-            try:
-                claims = read_access_token(request.app.state.jwt_secret, token)
-            except InvalidToken:
-                claims = None
+            claims = _read(request, token)
+        elif not header and (cookie := request.cookies.get(SESSION_COOKIE)):
+            claims = _read(request, cookie)
+            if claims is not None and request.method not in SAFE_METHODS:
+                expected = csrf_token_for(request.app.state.jwt_secret, cookie)
+                if not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""), expected):
+                    raise ApiError(403, "CSRF_FAILED", f"a valid {CSRF_HEADER} header is required")
         request.state.claims = claims
     found: AccessClaims | None = request.state.claims
     return found

@@ -15,7 +15,20 @@ from temporalio.client import Client
 from api.deps import GRPC_TIMEOUT, TemporalConnector
 from api.errors import install_error_handlers
 from api.rate_limits import RateLimits
-from api.routes import auth, cart, categories, checkout, health, orders, products, users
+from api.routes import (
+    auth,
+    cart,
+    categories,
+    checkout,
+    feeds,
+    figures,
+    health,
+    orders,
+    pages,
+    products,
+    session,
+    users,
+)
 from api.watch import OrderWatch
 from core import telemetry
 from core.config import Settings, get_settings
@@ -123,4 +136,8 @@ def create_app(
     telemetry.instrument_app(app)  # GET /metrics; FastAPI's spans when tracing is on
     for module in (health, auth, users, products, categories, checkout, orders, cart):
         app.include_router(module.router)
+    # The pages, their session login and their feeds (docs/pages.md).
+    for module in (session, figures, feeds, pages):
+        app.include_router(module.router)
+    pages.mount_static(app)
     return app

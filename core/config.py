@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     temporal_address: str = ""
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    # Where the back office links each order's workflow; empty means the dev server's Web UI.
+    temporal_ui_url: str = ""
     temporal_task_queue: str = TASK_QUEUE
     # The services listen on GRPC_HOST only: loopback unless an operator opens them up.
     grpc_host: str = "127.0.0.1"
@@ -98,6 +100,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir}/shop.db"
         if not self.grpc_target:
             self.grpc_target = f"localhost:{self.grpc_port}"
+        if not self.temporal_ui_url:
+            self.temporal_ui_url = f"http://localhost:{self.temporal_ui_port}"
         if not self.codec_cors_origins:
             self.codec_cors_origins = [f"http://localhost:{self.temporal_ui_port}"]
         return self

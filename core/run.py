@@ -303,6 +303,8 @@ def banner(settings: Settings, seeded: SeedResult, *, dev_server: bool) -> str:
     return f"""
 Ready.
   REST API        http://{api}   (OpenAPI docs: http://{api}/docs)
+  Storefront      http://{api}/
+  Back office     http://{api}/admin   (log in as the admin)
   Temporal Web UI {ui}
   Temporal        {temporal_address}, namespace {settings.temporal_namespace}, task queue {settings.temporal_task_queue}
   gRPC services   {settings.grpc_target}

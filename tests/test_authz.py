@@ -82,6 +82,10 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("post", "/orders/{order_id}/cancel"): own(409),
     ("post", "/orders/{order_id}/ship"): admin_only(409),
     ("post", "/orders/{order_id}/deliver"): admin_only(409),
+    # The pages' session login (the cookie) and the back office's figures (docs/pages.md).
+    ("post", "/auth/session"): public(200),
+    ("delete", "/auth/session"): public(204),
+    ("get", "/admin/figures"): admin_only(200),
     # The catalogue (DELETE deactivates a spare product, not the one the orders use).
     ("get", "/categories"): public(200),
     ("patch", "/products/{product_id}"): admin_only(200),
@@ -94,6 +98,14 @@ MATRIX: dict[tuple[str, str], Cell] = {
     ("put", "/cart/items/{product_id}"): Cell(401, 200, 200, 200),
     ("delete", "/cart"): Cell(401, 204, 204, 204),
     ("post", "/cart/checkout"): Cell(401, 409, 409, 409),
+}
+
+# The pages' event streams, outside the schema (they never end): who may open them. The
+# refusals are checked here; the 200s, which stream, in tests/test_pages.py on a real server.
+FEEDS: dict[str, Cell] = {
+    "/admin/feeds/orders": admin_only(200),
+    "/admin/feeds/low-stock": admin_only(200),
+    "/notifications/events": Cell(401, 200, 200, 200),
 }
 
 
@@ -134,7 +146,7 @@ def _request(world: World, method: str, path: str, ids: dict[str, str]) -> dict[
     """The keyword arguments of a well-formed request to the route."""
     url = path.format(**ids)
     kwargs: dict[str, Any] = {"method": method.upper(), "url": url}
-    if path == "/auth/token":
+    if path == "/auth/token" or (method, path) == ("post", "/auth/session"):
         kwargs["data"] = {"username": world.owner_email, "password": PASSWORD}
     elif path == "/users":
         email = f"{uuid.uuid4().hex[:10]}@example.com"
@@ -199,6 +211,7 @@ async def test_who_may_do_what(stack: Stack, world: World, method: str, path: st
         want = MATRIX[method, path][caller]
         kwargs = _request(world, method, path, _ids(world))
         r = await stack.http.request(**kwargs, headers=world.headers[caller])
+        stack.http.cookies.clear()  # POST /auth/session's cookie: the callers are the headers
         assert r.status_code == want, (caller, method, path, r.text)
         if want >= 400:
             assert set(r.json()) == {"error"}, r.text
@@ -217,6 +230,17 @@ async def test_who_may_do_what(stack: Stack, world: World, method: str, path: st
         if path == "/orders" and r.status_code == 200:
             found = {o["order_id"] for o in r.json()}
             assert (world.order_id in found) == (caller != "other"), (caller, found)
+
+
+@pytest.mark.parametrize("path", sorted(FEEDS))
+async def test_who_may_open_the_feeds(stack: Stack, world: World, path: str) -> None:
+    for caller in CALLERS:
+        want = FEEDS[path][caller]
+        if want == 200:
+            continue
+        r = await stack.http.get(path, headers=world.headers[caller])
+        assert r.status_code == want, (caller, path, r.text)
+        assert set(r.json()) == {"error"}, r.text
 
 
 async def test_a_customer_lists_only_their_own_orders(stack: Stack, world: World) -> None:
