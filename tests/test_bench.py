@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
@@ -20,6 +21,8 @@ from benchmarks.report import Result, Usage, percentile, scale, window_rate
 from benchmarks.steps import Steps, steps_table
 
 ROOT = Path(__file__).resolve().parent.parent
+# A stack start and a few orders a side: minutes only on a machine loaded by other work.
+BENCH_TIMEOUT = 240
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -129,7 +132,7 @@ def _bench(data_dir: Path, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--orders", "4", "--concurrency", "2",
          "--warmup", "0", "--data-dir", str(data_dir), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=150,
+        cwd=ROOT, capture_output=True, text=True, timeout=BENCH_TIMEOUT - 10,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "PlaceOrder via REST" in done.stdout and "BenchNoop" in done.stdout
@@ -150,19 +153,20 @@ def _assert_figures(mode: dict[str, Any], rounds: int) -> None:
         assert usage["wall_s"] > 0 and usage["cpu_s"]["temporal"] >= 0 and usage["limit"]
 
 
+@pytest.mark.timeout(BENCH_TIMEOUT)
 def test_bench_runs_each_mode_and_prints_json(tmp_path: Path, db_url: str) -> None:
     """Every mode on SQLite in one run; on PostgreSQL, the shop's tables in a database of
     their own, dropped after. No figure is judged: the run works and reports."""
     data_dir = tmp_path / "bench"
     if make_url(db_url).get_backend_name() == "sqlite":
         result = _bench(
-            data_dir, "--rounds", "2", "--mode", "sse,poll,open", "--poll-interval", "0.1",
+            data_dir, "--rounds", "1", "--mode", "sse,poll,open", "--poll-interval", "0.1",
             "--window", "2",
         )  # fmt: skip
         assert result["database"] == "sqlite" and (data_dir / "shop.db").exists()
         assert {"sse", "poll", "open"} <= set(result)
         for name in ("sse", "poll", "open"):
-            _assert_figures(result[name], rounds=2)
+            _assert_figures(result[name], rounds=1)
         assert result["sse"]["follow"] == "SSE" and result["poll"]["follow"] == "poll 0.1s"
         assert result["sse"]["concurrency"] == result["poll"]["concurrency"] == 2
         # Open loop at 0.8 of the no-op's closed-loop rate measured in this very run.
@@ -172,7 +176,7 @@ def test_bench_runs_each_mode_and_prints_json(tmp_path: Path, db_url: str) -> No
         assert opened["noop_saturated_per_s"] == max(
             result["sse"]["noop_orders_per_s"], result["poll"]["noop_orders_per_s"]
         )
-        # Scale: 8 orders a side in two rounds, windows of 2.
+        # Scale: 4 orders a side, windows of 2.
         for name in ("sse", "poll", "open"):
             for side in ("saga", "noop"):
                 figures = result[name]["scale"][side]
@@ -181,7 +185,7 @@ def test_bench_runs_each_mode_and_prints_json(tmp_path: Path, db_url: str) -> No
                 assert cpu["first"]["temporal"] >= 0 and cpu["last"]["temporal"] >= 0
         # Where the time went, from the histories of both sides (no warm-up: these runs').
         saga_steps, noop_steps = result["steps_ms"]["saga"], result["steps_ms"]["noop"]
-        assert saga_steps["histories"] == noop_steps["histories"] == 24
+        assert saga_steps["histories"] == noop_steps["histories"] == 12
         assert set(noop_steps["activities"]) == {"bench_noop_step"}
         assert {"get_user", "reserve_stock", "charge", "save_order"} <= set(
             saga_steps["activities"]
