@@ -156,13 +156,16 @@ def client_interceptors() -> list[Interceptor]:
 def instrument_app(app: FastAPI) -> None:
     """`GET /metrics` (Prometheus: requests, latency by route template and status) on the
     app, and FastAPI's tracing when on."""
+    from fastapi.responses import PlainTextResponse
     from prometheus_client import CollectorRegistry
     from prometheus_fastapi_instrumentator import Instrumentator
 
     # A registry per app: the tests build many apps in one process.
-    Instrumentator(registry=CollectorRegistry(), excluded_handlers=["/metrics"]).instrument(
-        app
-    ).expose(app, include_in_schema=True, tags=["health"])
+    instrumentator = Instrumentator(registry=CollectorRegistry(), excluded_handlers=["/metrics"])
+    # Documented as text/plain: the Prometheus exposition format, not JSON.
+    instrumentator.instrument(app).expose(
+        app, tags=["health"], response_class=PlainTextResponse, summary="Prometheus metrics"
+    )
     if _provider is not None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
