@@ -11,11 +11,13 @@ import pycountry
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
     JsonValue,
     SecretStr,
+    StrictBool,
     StringConstraints,
     field_validator,
 )
@@ -51,11 +53,31 @@ Category = Annotated[
     str, StringConstraints(max_length=64, pattern=NO_NUL_PATTERN), AfterValidator(str.strip)
 ]
 Description = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL_PATTERN)]
+
+
+def _not_a_bool(value: Any) -> Any:
+    # JSON's true and false are no numbers (pydantic would read them as 1 and 0); 5.0 is 5.
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    return value
+
+
+# The bounds first, then the validator: so the schema says minimum and maximum.
+NOT_A_BOOL = BeforeValidator(_not_a_bool)
 Price = Annotated[
-    int, Field(ge=1, le=100_000_000_000, description="at least 1: a product is never free")
+    int,
+    Field(ge=1, le=100_000_000_000, description="at least 1: a product is never free"),
+    NOT_A_BOOL,
 ]
 LowStockThreshold = Annotated[
-    int, Field(ge=0, le=10**9, description="available stock below this is low (0: never)")
+    int,
+    Field(ge=0, le=10**9, description="available stock below this is low (0: never)"),
+    NOT_A_BOOL,
+]
+StockDelta = Annotated[
+    int,
+    Field(ge=-(10**9), le=10**9, description="units to add (negative: to remove)", examples=[12]),
+    NOT_A_BOOL,
 ]
 
 
@@ -178,6 +200,7 @@ class ProductPublic(BaseModel):
     low_stock_threshold: int = Field(
         description="available stock below this raises a low-stock event (0: never)"
     )
+    low_stock: bool = Field(description="stock is below low_stock_threshold")
 
 
 # --- catalogue (the product models above and these: api/routes/products.py) -------------
@@ -191,14 +214,12 @@ class ProductUpdate(BaseModel):
     description: Description | None = None
     price_cents: Price | None = None
     category: Category | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
     low_stock_threshold: LowStockThreshold | None = None
 
 
 class StockAdjustmentCreate(BaseModel):
-    delta: int = Field(
-        ge=-(10**9), le=10**9, description="units to add (negative: to remove)", examples=[12]
-    )
+    delta: StockDelta
     reason: Name = Field(examples=["delivery from the roaster"])
 
 

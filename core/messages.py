@@ -94,6 +94,10 @@ def initial_stock_key(product_id: str) -> str:
     return f"initial-stock:{product_id}"
 
 
+# The reason recorded with that adjustment (the stock movements: who, why, when).
+INITIAL_STOCK_REASON = "initial stock"
+
+
 def workflow_id_for(order_id: str) -> str:
     return f"order-{order_id}"
 

@@ -17,7 +17,7 @@ import grpc
 
 from core.config import get_settings
 from core.grpc_client import Stubs, channel_credentials
-from core.messages import initial_stock_key
+from core.messages import INITIAL_STOCK_REASON, initial_stock_key
 from proto.shop.v1 import inventory_pb2, product_pb2, user_pb2
 
 log = logging.getLogger("seed")
@@ -128,7 +128,11 @@ async def seed(stubs: Stubs, timeout: float = 10.0) -> SeedResult:
             continue
         await stubs.inventory.AdjustStock(
             inventory_pb2.AdjustStockRequest(
-                product_id=p.id, delta=p.stock, idempotency_key=initial_stock_key(p.id)
+                product_id=p.id,
+                delta=p.stock,
+                idempotency_key=initial_stock_key(p.id),
+                reason=INITIAL_STOCK_REASON,
+                actor="seed",
             ),
             timeout=timeout,
         )

@@ -87,8 +87,10 @@ async def test_change_and_deactivate(stack: Stack) -> None:
     t = tag()
     product = await make(stack, f"cat-{t}", f"P-{t}", stock=3)
     url = f"/products/{product['id']}"
+    assert product["low_stock"] is True  # 3 below the default 5
     r = await stack.http.patch(url, json={"price_cents": 990, "low_stock_threshold": 2})
     assert r.status_code == 200, r.text
+    assert r.json()["low_stock"] is False
     assert (r.json()["price_cents"], r.json()["low_stock_threshold"], r.json()["stock"]) == (
         990,
         2,

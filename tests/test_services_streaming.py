@@ -464,7 +464,7 @@ async def test_import_csv_cli(stubs: Stubs, engine: Engine, tmp_path: Path) -> N
     try:
         code, out, err = await run_import(str(EXAMPLE_CSV), "--target", target)
         assert code == 0, out + err
-        assert "10 rows: 10 created, 0 skipped (sku exists), 0 failed" in out
+        assert "10 rows: 10 created, 0 updated, 0 unchanged, 0 failed" in out
         assert "sent 10/10 rows" in err
         mug = await product_by_sku(stubs, "EX-MUG-001", "kitchen")
         assert (mug.name, mug.price_cents) == ("Enamel camp mug", 1450)
@@ -473,7 +473,7 @@ async def test_import_csv_cli(stubs: Stubs, engine: Engine, tmp_path: Path) -> N
         # Again, with the target from GRPC_TARGET: everything exists, nothing changes.
         code, out, err = await run_import(str(EXAMPLE_CSV), env={"GRPC_TARGET": target})
         assert code == 0, out + err
-        assert "10 rows: 0 created, 10 skipped (sku exists), 0 failed" in out
+        assert "10 rows: 0 created, 0 updated, 10 unchanged, 0 failed" in out
         assert await adjust(stubs, mug.id, 0) == 120
 
         tag = uuid.uuid4().hex[:10]
@@ -484,7 +484,7 @@ async def test_import_csv_cli(stubs: Stubs, engine: Engine, tmp_path: Path) -> N
         bad.write_text("\n".join(lines) + "\n")
         code, out, err = await run_import(str(bad), "--target", target)
         assert code == 1, out + err
-        assert "151 rows: 149 created, 0 skipped (sku exists), 2 failed" in out
+        assert "151 rows: 149 created, 0 updated, 0 unchanged, 2 failed" in out
         assert f"row 150 (sku P-{tag}): price_cents is not an integer" in out
         assert f"row 151 (sku N-{tag}): name is required" in out
         assert "sent 100/150 rows" in err and "sent 150/150 rows" in err

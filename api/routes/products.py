@@ -27,7 +27,7 @@ from api.models import (
 )
 from api.product_csv import CsvRow, parse
 from api.rate_limits import RateLimited
-from core.messages import initial_stock_key
+from core.messages import INITIAL_STOCK_REASON, initial_stock_key
 from proto.shop.v1 import inventory_pb2, product_pb2
 
 router = APIRouter(prefix="/products", tags=["products"])
@@ -38,7 +38,6 @@ LIMIT_MAX = 200
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
 # An import of 100,000 rows streams for a while: its own deadline, not a request's.
 IMPORT_TIMEOUT = 600.0
-INITIAL_STOCK_REASON = "initial stock"
 
 
 def _public(p: product_pb2.Product, stock: int) -> ProductPublic:
@@ -52,6 +51,7 @@ def _public(p: product_pb2.Product, stock: int) -> ProductPublic:
         category=p.category,
         active=p.active,
         low_stock_threshold=p.low_stock_threshold,
+        low_stock=stock < p.low_stock_threshold,
     )
 
 
@@ -155,6 +155,44 @@ async def list_products(
         response.headers["Link"] = f'<{url}>; rel="next"'
     stock = await _stock(stubs, (p.id for p in resp.products))
     return [_public(p, stock.get(p.id, 0)) for p in resp.products]
+
+
+# Before the /{product_id} routes: "import" would match {product_id}, and the first path
+# that matches names the methods of a 405's Allow header.
+async def _rows(rows: list[CsvRow]) -> AsyncIterator[product_pb2.BulkCreateProductRow]:
+    for row in rows:
+        yield row.message
+
+
+@router.post(
+    "/import",
+    response_model=ImportResultPublic,
+    responses=error_responses(401, 403, 422, 429, 502, 503),
+    dependencies=[RateLimited],
+)
+async def import_products(
+    file: Annotated[
+        UploadFile,
+        File(description="CSV: header sku,name,description,price_cents,stock,category"),
+    ],
+    _admin: AdminDep,
+    stubs: StubsDep,
+) -> ImportResultPublic:
+    """Imports a catalogue CSV, an upsert by sku. The whole file is checked first: a
+    malformed one gets 422 naming its first bad line, and nothing is written. Then each
+    row is streamed to the product service: created, updated (same sku), or failed with
+    its line and reason. `stock` is a product's initial stock, added once per product
+    however often the file is imported."""
+    rows = parse(await file.read())
+    summary = await stubs.product.BulkCreateProducts(_rows(rows), timeout=IMPORT_TIMEOUT)
+    return ImportResultPublic(
+        created=summary.created,
+        updated=summary.updated,
+        unchanged=summary.skipped,
+        failed=[
+            ImportFailurePublic(line=e.line, sku=e.sku, error=e.message) for e in summary.errors
+        ],
+    )
 
 
 @router.get(
@@ -303,39 +341,3 @@ async def stock_movements(
         StockMovementPublic(delta=m.delta, reason=m.reason, actor=m.actor, at=m.at)
         for m in resp.movements
     ]
-
-
-async def _rows(rows: list[CsvRow]) -> AsyncIterator[product_pb2.BulkCreateProductRow]:
-    for row in rows:
-        yield row.message
-
-
-@router.post(
-    "/import",
-    response_model=ImportResultPublic,
-    responses=error_responses(401, 403, 422, 429, 502, 503),
-    dependencies=[RateLimited],
-)
-async def import_products(
-    file: Annotated[
-        UploadFile,
-        File(description="CSV: header sku,name,description,price_cents,stock,category"),
-    ],
-    _admin: AdminDep,
-    stubs: StubsDep,
-) -> ImportResultPublic:
-    """Imports a catalogue CSV, an upsert by sku. The whole file is checked first: a
-    malformed one gets 422 naming its first bad line, and nothing is written. Then each
-    row is streamed to the product service: created, updated (same sku), or failed with
-    its line and reason. `stock` is a product's initial stock, added once per product
-    however often the file is imported."""
-    rows = parse(await file.read())
-    summary = await stubs.product.BulkCreateProducts(_rows(rows), timeout=IMPORT_TIMEOUT)
-    return ImportResultPublic(
-        created=summary.created,
-        updated=summary.updated,
-        unchanged=summary.skipped,
-        failed=[
-            ImportFailurePublic(line=e.line, sku=e.sku, error=e.message) for e in summary.errors
-        ],
-    )

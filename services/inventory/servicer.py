@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -14,7 +13,6 @@ from services.broadcast import Broadcaster
 from services.common import (
     DELTA_MAX,
     KEY_MAX,
-    QUANTITY_MAX,
     Context,
     as_domain_error,
     grpc_method,
@@ -40,13 +38,9 @@ from services.inventory.models import (
     ThresholdRow,
 )
 from services.inventory.movements import list_movements
+from services.inventory.reservations import Reservation, merge_lines, read_reservation
 
-_STATUS = {
-    RESERVED: inventory_pb2.RESERVATION_STATUS_RESERVED,
-    RELEASED: inventory_pb2.RESERVATION_STATUS_RELEASED,
-}
 _DEFAULT = DEFAULT_LOW_STOCK_THRESHOLD
-MAX_LINES = 100
 MAX_LIST = 1000
 
 # A committed change of one product's level: (product_id, available, seq, threshold). `seq`
@@ -54,46 +48,6 @@ MAX_LIST = 1000
 # commits.
 Change = tuple[str, int, int, int]
 THRESHOLD_MAX = 1_000_000_000
-
-
-@dataclass
-class _Reservation:
-    order_id: str
-    status: str
-    lines: list[tuple[str, int]] = field(default_factory=list)
-
-    def to_pb(self) -> inventory_pb2.Reservation:
-        return inventory_pb2.Reservation(
-            order_id=self.order_id,
-            status=_STATUS[self.status],
-            lines=[inventory_pb2.ReservationLine(product_id=p, quantity=q) for p, q in self.lines],
-        )
-
-
-def _read_reservation(session: Session, row: ReservationRow) -> _Reservation:
-    lines = session.exec(
-        select(ReservationLineRow)
-        .where(ReservationLineRow.order_id == row.order_id)
-        .order_by(col(ReservationLineRow.product_id))
-    ).all()
-    return _Reservation(row.order_id, row.status, [(ln.product_id, ln.quantity) for ln in lines])
-
-
-def _merge_lines(lines: list[inventory_pb2.ReservationLine]) -> list[tuple[str, int]]:
-    """Sums quantities per product; sorted so concurrent orders lock rows in one order."""
-    if not lines:
-        raise InvalidArgument("lines must not be empty")
-    if len(lines) > MAX_LINES:
-        raise InvalidArgument(f"at most {MAX_LINES} lines")
-    merged: dict[str, int] = {}
-    for line in lines:
-        product_id = ident("product_id", line.product_id)
-        if line.quantity < 1:
-            raise InvalidArgument(f"quantity of {product_id} must be at least 1")
-        merged[product_id] = merged.get(product_id, 0) + line.quantity
-    for product_id, quantity in merged.items():
-        in_range(f"quantity of {product_id}", quantity, 1, QUANTITY_MAX)
-    return sorted(merged.items())
 
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
@@ -284,12 +238,12 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     ) -> inventory_pb2.Reservation:
         """Reserves every line or none (OUT_OF_STOCK); a repeat returns the reservation."""
         order_id = ident("order_id", request.order_id)
-        lines = _merge_lines(list(request.lines))
+        lines = merge_lines(list(request.lines))
 
-        def work(session: Session) -> tuple[_Reservation, list[Change]]:
+        def work(session: Session) -> tuple[Reservation, list[Change]]:
             existing = session.get(ReservationRow, order_id)
             if existing is not None:
-                return _read_reservation(session, existing), []
+                return read_reservation(session, existing), []
             # Insert first: a concurrent reserve of the same order collides here (and is
             # run again by `transact`, finding this row) before either touches stock.
             session.add(ReservationRow(order_id=order_id, status=RESERVED))
@@ -315,7 +269,7 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
                     ReservationLineRow(order_id=order_id, product_id=product_id, quantity=quantity)
                 )
             session.flush()
-            return _Reservation(order_id, RESERVED, lines), changes
+            return Reservation(order_id, RESERVED, lines), changes
 
         reservation, changes = await transact(self._engine, work)
         self._publish(changes)
@@ -328,13 +282,13 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         """Gives an order's units back once; with no reservation, leaves a tombstone."""
         order_id = ident("order_id", request.order_id)
 
-        def work(session: Session) -> tuple[_Reservation, list[Change]]:
+        def work(session: Session) -> tuple[Reservation, list[Change]]:
             row = session.get(ReservationRow, order_id, with_for_update=True)
             if row is None:
                 session.add(ReservationRow(order_id=order_id, status=RELEASED))
                 session.flush()
-                return _Reservation(order_id, RELEASED), []
-            reservation = _read_reservation(session, row)
+                return Reservation(order_id, RELEASED), []
+            reservation = read_reservation(session, row)
             if row.status == RELEASED:
                 return reservation, []
             changes: list[Change] = []
@@ -367,9 +321,9 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         """An order's reservation; NOT_FOUND (RESERVATION_NOT_FOUND) if it never reserved."""
         order_id = ident("order_id", request.order_id)
 
-        def work(session: Session) -> _Reservation | None:
+        def work(session: Session) -> Reservation | None:
             row = session.get(ReservationRow, order_id)
-            return _read_reservation(session, row) if row else None
+            return read_reservation(session, row) if row else None
 
         reservation = await transact(self._engine, work)
         if reservation is None:

@@ -5,10 +5,11 @@
 The header names the columns: `sku`, `name` and `price_cents` are required;
 `description`, `category`, `stock` and `id` are optional (header of the example:
 sku,name,description,price_cents,category,stock). Rows are streamed to the service, which
-commits each on its own; a row whose sku exists already is skipped. Progress goes to
+commits each on its own; a row whose sku exists already updates that product (its stock is
+a product's initial stock, added once per product). Progress goes to
 stderr, the summary and each failed row to stdout.
 
-Exit status: 0 every row created or skipped; 1 some row failed; 2 a bad file (missing,
+Exit status: 0 every row created, updated or unchanged; 1 some row failed; 2 a bad file (missing,
 unreadable, not UTF-8 CSV, required column missing) or bad arguments; 3 the call itself
 failed (service unreachable, deadline exceeded).
 """
@@ -133,8 +134,8 @@ def run(
     failed = summary.failed + len(rows.local_errors)
     total = summary.received + len(rows.local_errors)
     print(
-        f"{total} rows: {summary.created} created, {summary.skipped} skipped "
-        f"(sku exists), {failed} failed"
+        f"{total} rows: {summary.created} created, {summary.updated} updated, "
+        f"{summary.skipped} unchanged, {failed} failed"
     )
     for number, sku, message in errors:
         print(f"row {number} (sku {sku or '-'}): {message}")

@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from core.errors import AlreadyExists, DomainError, InvalidArgument, NotFound, Reason, Unavailable
-from core.messages import initial_stock_key
+from core.messages import INITIAL_STOCK_REASON, initial_stock_key
 from proto.shop.v1 import product_pb2, product_pb2_grpc
 from services.common import (
     DELTA_MAX,
@@ -36,7 +36,7 @@ from services.product.search import (
     encode_token,
     list_page,
 )
-from services.product.stock import IMPORT_ACTOR, INITIAL_STOCK_REASON, StockAdder, threshold_setter
+from services.product.stock import IMPORT_ACTOR, StockAdder, threshold_setter
 
 log = logging.getLogger(__name__)
 

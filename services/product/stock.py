@@ -28,9 +28,8 @@ from core.errors import (
 from core.grpc_client import Stubs
 from proto.shop.v1 import inventory_pb2
 
-# Who and why, on the movements an import records.
+# Who, on the movements an import records.
 IMPORT_ACTOR = "import"
-INITIAL_STOCK_REASON = "initial stock"
 
 
 class StockAdder(Protocol):
