@@ -386,8 +386,17 @@ class LedgerEntryPublic(BaseModel):
 # --- cart -----------------------------------------------------------------------------
 
 
+def _not_bool(value: Any) -> Any:
+    # JSON true and false are no quantity (pydantic would read them as 1 and 0); 2.0 is one.
+    if isinstance(value, bool):
+        raise ValueError("quantity must be an integer")
+    return value
+
+
 class CartItemUpdate(BaseModel):
-    quantity: int = Field(ge=0, le=CART_QUANTITY_MAX, description="0 removes the product")
+    quantity: Annotated[int, BeforeValidator(_not_bool)] = Field(
+        ge=0, le=CART_QUANTITY_MAX, description="0 removes the product"
+    )
 
 
 class CartLinePublic(BaseModel):

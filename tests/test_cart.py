@@ -57,12 +57,14 @@ def user_of(stack: Stack, headers: dict[str, str]) -> str:
     )
 
 
-def deactivate(stack: Stack, product_id: str) -> None:
-    # The catalogue's own route for it lands with the catalogue's work; the row is the truth.
+def change_product(stack: Stack, product_id: str, **values: Any) -> None:
+    # The catalogue's own routes for it land with the catalogue's work; the row is the truth.
     with stack.engine.begin() as conn:
-        conn.execute(
-            update(ProductRow).where(col(ProductRow.id) == product_id).values(active=False)
-        )
+        conn.execute(update(ProductRow).where(col(ProductRow.id) == product_id).values(**values))
+
+
+def deactivate(stack: Stack, product_id: str) -> None:
+    change_product(stack, product_id, active=False)
 
 
 async def put(stack: Stack, who: dict[str, str], product_id: str, quantity: Any) -> Any:
@@ -105,6 +107,10 @@ async def test_fill_change_empty_the_cart(stack: Stack) -> None:
         }
     ]
     assert (cart["total_cents"], cart["version"]) == (4500, 4)
+    # At the current price, whatever it was when the product went in.
+    change_product(stack, book["id"], price_cents=1200)
+    repriced = (await stack.http.get("/cart", headers=who)).json()
+    assert (repriced["items"][0]["unit_price_cents"], repriced["total_cents"]) == (1200, 3600)
 
     r = await stack.http.delete("/cart", headers=who)
     assert r.status_code == 204, r.text
@@ -124,7 +130,7 @@ async def test_bad_changes_are_refused_and_change_nothing(stack: Stack) -> None:
     assert_error(await put(stack, who, "no-such-product", 1), 404, "NOT_FOUND")
     assert_error(await put(stack, who, gone["id"], 1), 404, "NOT_FOUND")
     assert_error(await put(stack, who, "no-such-product", 0), 404, "NOT_FOUND")
-    for bad in (-1, 100, "two", None):
+    for bad in (-1, 100, "two", None, False, 1.5):
         assert_error(await put(stack, who, book["id"], bad), 422, "VALIDATION_ERROR")
     assert_error(await put(stack, who, "bad id!", 1), 422, "VALIDATION_ERROR")
     no_token = await stack.http.put(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.notification import NotificationActivities
@@ -181,17 +181,22 @@ class Cart:
         """Sends the one reminder of `version`; a change meanwhile gets its own later."""
         info = workflow.info()
         count = sum(li.quantity for li in self._state.items)
-        await workflow.execute_activity_method(
-            NotificationActivities.send_notification,
-            NotifyInput(
-                user_id=self._state.user_id,
-                order_id="",
-                kind=NotificationKind.CART_REMINDER,
-                message=f"Your cart still holds {count} item(s).",
-                idempotency_key=cart_reminder_key(info.first_execution_run_id, version),
-            ),
-            **steps.UNDO,
-        )
+        try:
+            await workflow.execute_activity_method(
+                NotificationActivities.send_notification,
+                NotifyInput(
+                    user_id=self._state.user_id,
+                    order_id="",
+                    kind=NotificationKind.CART_REMINDER,
+                    message=f"Your cart still holds {count} item(s).",
+                    idempotency_key=cart_reminder_key(info.first_execution_run_id, version),
+                ),
+                **steps.UNDO,
+            )
+        except ActivityError as err:
+            # Refused by the service (transient errors are retried): a lost reminder must
+            # not end the cart with everything in it.
+            workflow.logger.warning("cart reminder refused: %s", err.cause)
         self._state.reminded_version = version
 
 

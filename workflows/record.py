@@ -6,10 +6,13 @@
 Starts a Temporal dev server (the `temporal` binary in the venv) unless `--address` is
 given, the real gRPC services on a free port over a SQLite database in a temporary
 directory, and a real worker on a fresh task queue; seeds a user and two products, then
-runs one PlaceOrder per scenario, waits for each to complete and writes its history as
-`<workflow_id>.json`, in the format `temporal workflow show -o json` writes. Each file is
-also fetched with the `temporal` CLI, when it is installed, and must parse to the same
-events. Prints one line per file.
+runs one PlaceOrder (or Cart) per scenario, waits for each to complete and writes its
+history as `<workflow_id>.json` (each run of a chain that continued as new:
+`<workflow_id>-<n>.json`), in the format `temporal workflow show -o json` writes. Each
+file is also fetched with the `temporal` CLI, when it is installed, and must parse to the
+same events. Prints one line per file.
+
+Over 400 lines: the scenarios of both workflows, each a few lines, read best side by side.
 
 Payloads are encrypted with the keys in `--keys` (default: `payload-keys.txt` in the
 output folder, generated there when missing): the test keys the replay tests read.
@@ -34,10 +37,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
-from temporalio.client import Client, WorkflowHandle, WorkflowHistory
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
@@ -50,14 +64,21 @@ from core.messages import (
     ORDER_STATUS,
     SEARCH_ATTRIBUTES,
     CancelRequest,
+    CartCheckedOut,
+    CartInput,
+    CartState,
+    ClearCart,
     FailureReason,
     OrderItem,
     OrderSnapshot,
     OrderStatus,
     PaymentStatus,
     PlaceOrderInput,
+    ProductInfo,
+    SetCartItem,
     ShippingAddress,
     cancel_workflow_id_for,
+    cart_workflow_id_for,
     initial_stock_key,
     workflow_id_for,
 )
@@ -88,6 +109,19 @@ SCARCE = "product-scarce"  # one unit
 WAIT = timedelta(seconds=60)
 
 Handle = WorkflowHandle[object, OrderSnapshot]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One run to record; `name` (the file's stem) tells apart the runs of one chain."""
+
+    workflow_id: str
+    run_id: str | None = None
+    name: str | None = None
+
+    @property
+    def stem(self) -> str:
+        return self.name or self.workflow_id
 
 
 @dataclass
@@ -133,6 +167,26 @@ class Recorder:
             search_attributes=attributes,
         )
 
+    async def set_item(self, inp: CartInput, product_id: str, quantity: int) -> CartState:
+        """As the API changes a cart: the product looked up, then update-with-start."""
+        p = await self.stubs.product.GetProduct(product_pb2.GetProductRequest(id=product_id))
+        info = ProductInfo(
+            id=p.id, sku=p.sku, name=p.name, price_cents=p.price_cents, active=p.active
+        )
+        start: WithStartWorkflowOperation[Any, CartState] = WithStartWorkflowOperation(
+            "Cart",
+            inp,
+            id=cart_workflow_id_for(inp.user_id),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            result_type=CartState,
+        )
+        req = SetCartItem(product_id=product_id, quantity=quantity, product=info)
+        state: CartState = await self.client.execute_update_with_start_workflow(
+            "set_item", req, start_workflow_operation=start, result_type=CartState
+        )
+        return state
+
 
 async def status_of(handle: Handle) -> OrderStatus:
     snap: OrderSnapshot = await handle.query("status", result_type=OrderSnapshot)
@@ -161,7 +215,7 @@ def expect(snap: OrderSnapshot, status: OrderStatus, reason: FailureReason | Non
 # --- scenarios: each returns the workflow ids whose histories it records ----------------
 
 
-async def paid_delivered(r: Recorder) -> list[str]:
+async def paid_delivered(r: Recorder) -> list[str | Recorded]:
     h = await r.start("paid-delivered", quantity=2)
     await wait_status(h, OrderStatus.PAID)
     await h.execute_update("request_ship", result_type=OrderSnapshot)
@@ -170,19 +224,19 @@ async def paid_delivered(r: Recorder) -> list[str]:
     return [h.id]
 
 
-async def payment_declined(r: Recorder) -> list[str]:
+async def payment_declined(r: Recorder) -> list[str | Recorded]:
     h = await r.start("payment-declined", card=DECLINED)
     expect(await h.result(), OrderStatus.FAILED, FailureReason.PAYMENT_DECLINED)
     return [h.id]
 
 
-async def out_of_stock(r: Recorder) -> list[str]:
+async def out_of_stock(r: Recorder) -> list[str | Recorded]:
     h = await r.start("out-of-stock", product=SCARCE, quantity=2)
     expect(await h.result(), OrderStatus.FAILED, FailureReason.OUT_OF_STOCK)
     return [h.id]
 
 
-async def cancel_before_payment(r: Recorder) -> list[str]:
+async def cancel_before_payment(r: Recorder) -> list[str | Recorded]:
     h = await r.start("cancel-before-payment", card=FLAKY)
     await wait_status(h, OrderStatus.RESERVED)
     await h.signal("cancel", CancelRequest(reason="changed my mind"))
@@ -193,7 +247,7 @@ async def cancel_before_payment(r: Recorder) -> list[str]:
     return [h.id]
 
 
-async def cancel_after_payment(r: Recorder) -> list[str]:
+async def cancel_after_payment(r: Recorder) -> list[str | Recorded]:
     order_id = "cancel-after-payment"
     h = await r.start(order_id)
     await wait_status(h, OrderStatus.PAID)
@@ -206,19 +260,72 @@ async def cancel_after_payment(r: Recorder) -> list[str]:
     return [h.id, child.id]
 
 
-async def fulfilment_deadline(r: Recorder) -> list[str]:
+async def fulfilment_deadline(r: Recorder) -> list[str | Recorded]:
     h = await r.start("fulfilment-deadline", fulfilment_deadline_seconds=3)
     expect(await h.result(), OrderStatus.CANCELLED, FailureReason.NOT_SHIPPED)
     return [h.id]
 
 
-SCENARIOS: dict[str, Callable[[Recorder], Awaitable[list[str]]]] = {
+async def cart_reminded(r: Recorder) -> list[str | Recorded]:
+    """A cart filled and changed, reminded once, checked out by version, emptied, closed."""
+    inp = CartInput(user_id=f"{USER_ID}-reminded", reminder_seconds=1, idle_close_seconds=2)
+    await r.set_item(inp, BOOK, 2)
+    await r.set_item(inp, SCARCE, 1)
+    try:  # refused by the validator: never in the history
+        await r.set_item(inp, BOOK, 100)
+        raise RuntimeError("a quantity of 100 was accepted")
+    except WorkflowUpdateFailedError:
+        pass
+    state = await r.set_item(inp, SCARCE, 0)
+    handle = r.client.get_workflow_handle(cart_workflow_id_for(inp.user_id), result_type=CartState)
+    for _ in range(int(WAIT.total_seconds() / 0.05)):
+        if (await handle.query("cart", result_type=CartState)).reminded_version == state.version:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise RuntimeError(f"{handle.id} sent no reminder")
+    read = await r.set_item(inp, BOOK, 3)
+    await r.set_item(inp, SCARCE, 1)
+    done = CartCheckedOut(order_id="order-from-cart", version=read.version)
+    left = await handle.execute_update("checked_out", done, result_type=CartState)
+    if [li.product_id for li in left.items] != [SCARCE]:
+        raise RuntimeError(f"{handle.id}: the checkout took {left.items}")
+    await handle.execute_update("clear", ClearCart(), result_type=CartState)
+    if (await handle.result()).items:
+        raise RuntimeError(f"{handle.id} closed with items")
+    return [handle.id]
+
+
+async def cart_continued(r: Recorder) -> list[str | Recorded]:
+    """A cart whose history grows past its bound: it continues as new, then closes."""
+    inp = CartInput(
+        user_id=f"{USER_ID}-continued",
+        reminder_seconds=3600,
+        idle_close_seconds=1,
+        max_history_events=12,
+    )
+    wid = cart_workflow_id_for(inp.user_id)
+    runs: list[str] = []
+    for quantity in range(1, 7):
+        await r.set_item(inp, BOOK, quantity)
+        run_id = (await r.client.get_workflow_handle(wid).describe()).run_id
+        if run_id not in runs:
+            runs.append(run_id)
+    final = await r.client.get_workflow_handle(wid, result_type=CartState).result()
+    if len(runs) < 2 or final.version != 6:
+        raise RuntimeError(f"{wid}: {len(runs)} run(s), version {final.version}")
+    return [Recorded(wid, run, f"{wid}-{n}") for n, run in enumerate(runs, start=1)]
+
+
+SCENARIOS: dict[str, Callable[[Recorder], Awaitable[list[str | Recorded]]]] = {
     "paid_delivered": paid_delivered,
     "payment_declined": payment_declined,
     "out_of_stock": out_of_stock,
     "cancel_before_payment": cancel_before_payment,
     "cancel_after_payment": cancel_after_payment,
     "fulfilment_deadline": fulfilment_deadline,
+    "cart_reminded": cart_reminded,
+    "cart_continued": cart_continued,
 }
 
 
@@ -251,10 +358,11 @@ async def seed(stubs: Stubs) -> None:
         )
 
 
-def check_with_cli(cli: str, address: str, namespace: str, path: Path) -> None:
+def check_with_cli(cli: str, address: str, namespace: str, path: Path, run: Recorded) -> None:
     """The CLI's own `workflow show -o json` must parse to the same events as our file."""
+    which = ["--run-id", run.run_id] if run.run_id else []
     shown = subprocess.run(
-        [cli, "workflow", "show", "--workflow-id", path.stem, "-o", "json"]
+        [cli, "workflow", "show", "--workflow-id", run.workflow_id, *which, "-o", "json"]
         + ["--address", address, "--namespace", namespace],
         check=True,
         capture_output=True,
@@ -283,12 +391,14 @@ async def record(
                 recorder = Recorder(client, task_queue, stubs)
                 async with build_worker(client, task_queue, build_activities(stubs, engine)):
                     for name in scenarios:
-                        for wid in await SCENARIOS[name](recorder):
-                            history = await client.get_workflow_handle(wid).fetch_history()
-                            path = out / f"{wid}.json"
+                        for done in await SCENARIOS[name](recorder):
+                            run = Recorded(done) if isinstance(done, str) else done
+                            handle = client.get_workflow_handle(run.workflow_id, run_id=run.run_id)
+                            history = await handle.fetch_history()
+                            path = out / f"{run.stem}.json"
                             path.write_text(history.to_json() + "\n")
                             if cli:
-                                check_with_cli(cli, address, client.namespace, path)
+                                check_with_cli(cli, address, client.namespace, path, run)
                             written.append(path)
                             size = path.stat().st_size
                             print(f"{path}\t{len(history.events)} events\t{size} bytes", flush=True)

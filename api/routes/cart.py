@@ -91,13 +91,14 @@ def _start(settings: Settings, user_id: str) -> WithStartWorkflowOperation[Cart,
 
 
 def _refused(err: WorkflowUpdateFailedError, product_id: str = "") -> ApiError:
+    """A validator's refusal as the HTTP answer; anything else is the workflow's failure."""
     cause = err.cause
-    kind = cause.type if isinstance(cause, ApplicationError) else None
-    if kind == CartRefusal.PRODUCT_NOT_FOUND:
-        return not_found("product", product_id)
-    if kind in _REFUSALS:
-        code, name = _REFUSALS[kind]
-        return ApiError(code, name, cause.message if isinstance(cause, ApplicationError) else "")
+    if isinstance(cause, ApplicationError):
+        if cause.type == CartRefusal.PRODUCT_NOT_FOUND:
+            return not_found("product", product_id)
+        if cause.type in _REFUSALS:
+            http_status, code = _REFUSALS[cause.type]
+            return ApiError(http_status, code, cause.message)
     log.warning("cart update failed: %s", cause)
     return ApiError(502, "UPDATE_FAILED", "the cart could not be changed")
 

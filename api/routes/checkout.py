@@ -86,7 +86,7 @@ def order_id_for(user_id: str, key: str | None) -> str:
 class OrderRequest:
     """An order to place for `user_id`: POST /checkout's body, or the lines of the cart.
 
-    `canonical` is what the request asked for, hashed into the workflow's memo so that the
+    `digest()` hashes what the request asked for into the workflow's memo, so that the
     same Idempotency-Key with another request is refused: a cart checkout's lines are not
     part of it (a retry finds the cart already emptied by the first)."""
 
