@@ -409,6 +409,13 @@ async def test_the_session_cookie_needs_the_csrf_token_for_changes(site: Site) -
         r = await browser_like.post("/orders/no-such-order/cancel", json={}, headers=token)
         assert r.status_code == 404
 
+        # The login page sends back only to a path of this site.
+        for elsewhere in ("//evil.example/", "/\\evil.example/", "https://evil.example/"):
+            login = await browser_like.get("/shop/login", params={"next": elsewhere})
+            assert 'data-next="/"' in login.text, elsewhere
+        login = await browser_like.get("/shop/login", params={"next": "/shop/cart"})
+        assert 'data-next="/shop/cart"' in login.text
+
         out = await browser_like.delete("/auth/session")
         assert out.status_code == 204
         assert (await browser_like.get("/users/me")).status_code == 401

@@ -97,7 +97,8 @@ async def cart(request: Request, caller: OptionalCallerDep) -> Response:
 @router.get("/shop/login", response_class=HTMLResponse)
 async def login(request: Request, caller: OptionalCallerDep, next: str = "/") -> Response:
     # Only a path of this site: never an open redirect to another one.
-    safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
+    # (Browsers read "/\\host" as "//host".)
+    safe_next = next if next.startswith("/") and next[1:2] not in ("/", "\\") else "/"
     return _render(request, caller, "login.html", "account.js", next=safe_next)
 
 
