@@ -31,7 +31,13 @@ from proto.shop.v1 import (
 # attempts within the call's deadline. Streams and health checks are never retried.
 RETRIED_METHODS: dict[str, tuple[str, ...]] = {
     "shop.v1.UserService": ("CreateUser", "GetUser", "Authenticate", "UpsertUser"),
-    "shop.v1.ProductService": ("CreateProduct", "GetProduct", "ListProducts"),
+    "shop.v1.ProductService": (
+        "CreateProduct",
+        "UpdateProduct",
+        "GetProduct",
+        "ListProducts",
+        "ListCategories",
+    ),
     "shop.v1.InventoryService": (
         "AdjustStock",
         "ReserveStock",
@@ -39,6 +45,8 @@ RETRIED_METHODS: dict[str, tuple[str, ...]] = {
         "GetStock",
         "ListStock",
         "GetReservation",
+        "SetLowStockThreshold",
+        "ListStockMovements",
     ),
     "shop.v1.PaymentService": (
         "TokenizeCard",
