@@ -158,7 +158,7 @@ async def test_a_long_cart_continues_as_new_with_everything_in_it(
     cart_worker: Worker,
 ) -> None:
     user_id = uid("u-")
-    inp = CartInput(user_id=user_id, max_history_events=20)
+    inp = CartInput(user_id=user_id, max_history_events=20, idle_close_seconds=HOUR)
     handle = await set_item(clock_env.client, task_queue, inp, item("p0", 1))
     first_run = (await handle.describe()).run_id
     for n in range(1, 8):
@@ -172,3 +172,6 @@ async def test_a_long_cart_continues_as_new_with_everything_in_it(
     old = clock_env.client.get_workflow_handle(handle.id, run_id=first_run)
     events = [e.event_type for e in (await old.fetch_history()).events]
     assert events[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    # Closed before the worker stops: a timer left behind would fire with no worker to take
+    # its task, and that task would keep the shared server from skipping time for good.
+    assert (await handle.result()).version == 8
