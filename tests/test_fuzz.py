@@ -85,6 +85,9 @@ async def test_schemathesis_finds_no_disagreement(api: FuzzedApi, tmp_path: Path
         # As the admin, who may call every route (the 401s and 403s are tests/test_authz.py's).
         "--header", f"Authorization: Bearer {api.admin_token}",
         "--checks", "all",
+        # DELETE /products/{id} deactivates: the CONTRACT keeps the product for past orders,
+        # so it still answers GET with "active": false; "use after free" does not apply.
+        "--exclude-checks", "use_after_free",
         "--phases", "examples,coverage,fuzzing,stateful",
         "--max-examples", str(MAX_EXAMPLES),
         "--request-timeout", str(REQUEST_TIMEOUT),
