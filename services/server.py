@@ -151,15 +151,10 @@ def build_server(
     for name in sorted(chosen, key=lambda n: n != "inventory"):
         spec = specs[name]
         if name == "product":
-            inventory = servicers.get("inventory")
-            add_stock = (
-                inventory.adjust
-                if inventory is not None
-                else RemoteInventory(
-                    inventory_target or settings.grpc_target, channel_credentials(settings)
-                )
+            inventory = servicers.get("inventory") or RemoteInventory(
+                inventory_target or settings.grpc_target, channel_credentials(settings)
             )
-            servicers[name] = ProductServicer(engine, add_stock)
+            servicers[name] = ProductServicer(engine, inventory)
         else:
             servicers[name] = spec.servicer(engine)
         spec.add(servicers[name], server)

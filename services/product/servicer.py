@@ -36,7 +36,7 @@ from services.product.search import (
     encode_token,
     list_page,
 )
-from services.product.stock import IMPORT_ACTOR, StockAdder, threshold_setter
+from services.product.stock import IMPORT_ACTOR, Inventory
 
 log = logging.getLogger(__name__)
 
@@ -182,24 +182,24 @@ def _update(session: Session, request: product_pb2.UpdateProductRequest) -> Prod
 class ProductServicer(product_pb2_grpc.ProductServiceServicer):
     """The catalogue: what is sold and at what price (stock lives in inventory).
 
-    `add_stock` sets an imported product's initial stock: the inventory servicer's
-    `adjust` in the same process, or a RemoteInventory (see services.product.stock).
+    `inventory` sets an imported product's initial stock and keeps inventory's copy of
+    each threshold: the inventory servicer in the same process, or a RemoteInventory (see
+    services.product.stock).
     """
 
-    def __init__(self, engine: Engine, add_stock: StockAdder | None = None) -> None:
+    def __init__(self, engine: Engine, inventory: Inventory | None = None) -> None:
         self._engine = engine
-        self._add_stock = add_stock
-        self._set_threshold = threshold_setter(add_stock)
+        self._inventory = inventory
 
     async def _copy_threshold(self, product_id: str, threshold: int) -> None:
         """Gives inventory its copy of the threshold (it owns the low-stock events)."""
-        if self._set_threshold is None:
+        if self._inventory is None:
             raise Unavailable(
                 f"product {product_id} saved, but no inventory is configured for its "
                 "low_stock_threshold",
                 reason=Reason.INVENTORY_UNAVAILABLE,
             )
-        await self._set_threshold(product_id, threshold)
+        await self._inventory.set_threshold(product_id, threshold)
 
     @grpc_method
     async def CreateProduct(
@@ -329,12 +329,12 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
             # Under the product's one initial-stock key: a new product gets its units, and
             # a product whose initial stock was never set (created with none, or an earlier
             # import that failed at this step) gets them now; any other repeat adds nothing.
-            if self._add_stock is None:
+            if self._inventory is None:
                 raise Unavailable(
                     f"product {saved.id} {outcome}, but no inventory is configured for its stock"
                 )
             try:
-                await self._add_stock(
+                await self._inventory.adjust(
                     saved.id,
                     stock,
                     initial_stock_key(saved.id),

@@ -1,18 +1,13 @@
-"""How the product service sets a new product's initial stock, which inventory owns.
+"""How the product service reaches inventory, which owns the stock and the low-stock events.
 
-Served in one process with inventory, the product servicer calls the inventory servicer's
-`adjust` directly; served alone, it calls InventoryService.AdjustStock at GRPC_TARGET.
-Both take (product_id, delta, idempotency_key, reason=, actor=), return the level, raise
-DomainErrors.
-
-Inventory also keeps its own copy of each product's low_stock_threshold: the product
-servicer hands it over with the adder's owner's `set_threshold` (the inventory servicer
-whose `adjust` it was given, or the RemoteInventory itself), see `threshold_setter`.
+The product servicer sets a new product's initial stock and hands inventory its copy of each
+product's low_stock_threshold through an `Inventory`: served in one process with inventory,
+the inventory servicer itself; served alone, a RemoteInventory calling InventoryService at
+GRPC_TARGET. Both raise DomainErrors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import grpc
@@ -32,25 +27,21 @@ from proto.shop.v1 import inventory_pb2
 IMPORT_ACTOR = "import"
 
 
-class StockAdder(Protocol):
-    async def __call__(
+class Inventory(Protocol):
+    async def adjust(
         self,
         product_id: str,
         delta: int,
         idempotency_key: str,
         reason: str = "",
         actor: str = "",
-    ) -> int: ...
+    ) -> int:
+        """Adds `delta` units once per `idempotency_key`; the level after it."""
+        ...
 
-
-ThresholdSetter = Callable[[str, int], Awaitable[None]]
-
-
-def threshold_setter(add_stock: StockAdder | None) -> ThresholdSetter | None:
-    """The `set_threshold` of the inventory behind `add_stock`, if it has one."""
-    owner = getattr(add_stock, "__self__", add_stock)
-    setter: ThresholdSetter | None = getattr(owner, "set_threshold", None)
-    return setter
+    async def set_threshold(self, product_id: str, threshold: int) -> None:
+        """Inventory's copy of the product's low_stock_threshold."""
+        ...
 
 
 _ERRORS: dict[grpc.StatusCode, type[DomainError]] = {
@@ -62,7 +53,7 @@ _TIMEOUT = 10.0
 
 
 class RemoteInventory:
-    """A StockAdder calling InventoryService at `target` (over TLS with `credentials`,
+    """An Inventory calling InventoryService at `target` (over TLS with `credentials`,
     core.grpc_client.channel_credentials). The channel's retry policy
     (core.grpc_client) repeats AdjustStock on UNAVAILABLE with the same idempotency key,
     so a retry never adds twice.
@@ -80,7 +71,7 @@ class RemoteInventory:
             self._stubs = Stubs.open(self.target, self.credentials)
         return self._stubs
 
-    async def __call__(
+    async def adjust(
         self,
         product_id: str,
         delta: int,
