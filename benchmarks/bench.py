@@ -44,10 +44,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 from temporalio.client import Client
 
-from benchmarks.clients import Done, ignore_done, measure_noop, measure_saga, seed_catalogue
+from benchmarks.clients import (
+    Done,
+    Headers,
+    http_session,
+    ignore_done,
+    measure_noop,
+    measure_saga,
+    seed_catalogue,
+)
 from benchmarks.database import backend, fresh_database
 from benchmarks.noop import ACTIVITIES_PER_ORDER
 from benchmarks.otlp_sink import OtlpSink
@@ -99,7 +107,8 @@ class Run:
     """What every mode of one run shares: the stack's clients and its seeded order."""
 
     args: argparse.Namespace
-    http: httpx.AsyncClient
+    http: aiohttp.ClientSession
+    headers: Headers  # the customer's
     client: Client
     user_id: str
     product_id: str
@@ -109,6 +118,7 @@ class Run:
     async def saga(self, mode: Mode, orders: int, on_done: Done = ignore_done) -> Result:
         return await measure_saga(
             self.http,
+            self.headers,
             self.user_id,
             self.product_id,
             orders,
@@ -205,15 +215,20 @@ async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -
     await start_stack(sup, settings, dev_server=True)
     say(f"stack ready in {time.monotonic() - started:.1f}s")
     modes = modes_of(args)
-    # Open-loop arrivals are not bounded by clients: neither are the connections.
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
-    async with httpx.AsyncClient(base_url=api_url(settings), timeout=30, limits=limits) as http:
+    async with http_session(api_url(settings)) as http:
         stock = len(modes) * args.rounds * args.orders + args.warmup + 10
-        user_id, product_id = await seed_catalogue(http, settings, stock)
+        user_id, product_id, headers = await seed_catalogue(http, settings, stock)
         say(f"seeded user {user_id} and product {product_id}")
         client = await connect(settings)
         run = Run(
-            args, http, client, user_id, product_id, f"bench-noop-{uuid.uuid4().hex[:12]}", {}
+            args,
+            http,
+            headers,
+            client,
+            user_id,
+            product_id,
+            f"bench-noop-{uuid.uuid4().hex[:12]}",
+            {},
         )
         if args.warmup:
             warm = Mode("sse", DEFAULT_CONCURRENCY["sse"])

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -39,6 +39,20 @@ SHIPPING_ADDRESS = {
     "country": "DE",
 }
 ORDER_TIMEOUT = 120.0  # one order from POST to PAID, or one BenchNoop run
+Headers = dict[str, str]
+
+
+def http_session(base_url: str) -> aiohttp.ClientSession:
+    """The customers' HTTP client. aiohttp, not httpx: the clients share the two cores with
+    everything they measure, and httpx spent about 5 ms of CPU per request against aiohttp's
+    0.35 ms (32 clients polling one route, docs/benchmarks.md): with polling clients that
+    was a third of a core taken from the saga's side alone."""
+    return aiohttp.ClientSession(
+        base_url,
+        # Open-loop arrivals are not bounded by clients: neither are the connections.
+        connector=aiohttp.TCPConnector(limit=0),
+        timeout=aiohttp.ClientTimeout(total=ORDER_TIMEOUT),
+    )
 
 
 One = Callable[[int], Coroutine[Any, Any, None]]
@@ -79,23 +93,31 @@ def drive(n: int, concurrency: int, rate: float | None, one: One) -> Awaitable[N
 # --- the saga through REST ----------------------------------------------------------------
 
 
-async def log_in(http: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
+async def _json(r: aiohttp.ClientResponse, expected: int | None, what: str) -> Any:
+    """The JSON body of an answer with the `expected` status (any 2xx when None)."""
+    if r.status != expected and not (expected is None and 200 <= r.status < 300):
+        raise RuntimeError(f"{what} answered {r.status}: {(await r.text())[:300]}")
+    return await r.json()
+
+
+async def log_in(http: aiohttp.ClientSession, email: str, password: str) -> Headers:
     """POST /auth/token: the headers of the user's requests."""
-    r = await http.post("/auth/token", data={"username": email, "password": password})
-    r.raise_for_status()
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+    form = {"username": email, "password": password}
+    async with http.post("/auth/token", data=form) as r:
+        token = (await _json(r, 200, "POST /auth/token"))["access_token"]
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def seed_catalogue(
-    http: httpx.AsyncClient, settings: Settings, stock: int
-) -> tuple[str, str]:
+    http: aiohttp.ClientSession, settings: Settings, stock: int
+) -> tuple[str, str, Headers]:
     """One customer and one product with `stock` units, through the API: (user_id,
-    product_id). The admin creates the product; `http` then sends the customer's token."""
+    product_id, the customer's headers). The admin creates the product."""
     tag = uuid.uuid4().hex[:10]
     email, password = f"bench-{tag}@example.com", uuid.uuid4().hex
-    r = await http.post("/users", json={"email": email, "name": "Bench", "password": password})
-    r.raise_for_status()
-    user_id: str = r.json()["id"]
+    user = {"email": email, "name": "Bench", "password": password}
+    async with http.post("/users", json=user) as r:
+        user_id: str = (await _json(r, None, "POST /users"))["id"]
     admin = await log_in(http, settings.admin_email, resolved_admin_password(settings))
     product = {
         "sku": f"BENCH-{tag}",
@@ -105,11 +127,9 @@ async def seed_catalogue(
         "stock": stock,
         "category": "bench",
     }
-    r = await http.post("/products", json=product, headers=admin)
-    r.raise_for_status()
-    product_id: str = r.json()["id"]
-    http.headers.update(await log_in(http, email, password))
-    return user_id, product_id
+    async with http.post("/products", json=product, headers=admin) as r:
+        product_id: str = (await _json(r, None, "POST /products"))["id"]
+    return user_id, product_id, await log_in(http, email, password)
 
 
 def _paid_at(order: dict[str, Any]) -> float | None:
@@ -127,12 +147,15 @@ def _settled(order: dict[str, Any]) -> float | None:
     return at
 
 
-async def _follow_sse(http: httpx.AsyncClient, order_id: str, _: float | None) -> float:
+async def _follow_sse(
+    http: aiohttp.ClientSession, headers: Headers, order_id: str, _: float | None
+) -> float:
     """Follows GET /orders/{id}/events, as a checkout page would, until the order is PAID."""
-    async with http.stream("GET", f"/orders/{order_id}/events") as r:
-        if r.status_code != 200:
-            raise RuntimeError(f"GET /orders/{order_id}/events answered {r.status_code}")
-        async for line in r.aiter_lines():
+    async with http.get(f"/orders/{order_id}/events", headers=headers) as r:
+        if r.status != 200:
+            raise RuntimeError(f"GET /orders/{order_id}/events answered {r.status}")
+        async for raw in r.content:
+            line = raw.decode()
             if line.startswith("data:"):
                 at = _settled(json.loads(line.removeprefix("data:")))
                 if at is not None:
@@ -140,18 +163,21 @@ async def _follow_sse(http: httpx.AsyncClient, order_id: str, _: float | None) -
     raise RuntimeError(f"the event stream of order {order_id} ended before PAID")
 
 
-async def _follow_poll(http: httpx.AsyncClient, order_id: str, interval: float | None) -> float:
+async def _follow_poll(
+    http: aiohttp.ClientSession, headers: Headers, order_id: str, interval: float | None
+) -> float:
     """Polls GET /orders/{id} every `interval` seconds until the order is PAID (or FAILED)."""
     assert interval is not None
     while True:
         await asyncio.sleep(interval)
-        g = await http.get(f"/orders/{order_id}")
-        if g.status_code == 200 and (at := _settled(g.json())) is not None:
-            return at
+        async with http.get(f"/orders/{order_id}", headers=headers) as g:
+            if g.status == 200 and (at := _settled(await g.json())) is not None:
+                return at
 
 
 async def measure_saga(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
+    headers: Headers,
     user_id: str,
     product_id: str,
     orders: int,
@@ -179,12 +205,10 @@ async def measure_saga(
     async def one(i: int) -> None:
         sent = time.time()
         t0 = time.perf_counter()
-        r = await http.post("/checkout", json=body)
+        async with http.post("/checkout", json=body, headers=headers) as r:
+            order_id = (await _json(r, 202, "POST /checkout"))["order_id"]
         result.post_ms.append((time.perf_counter() - t0) * 1000)
-        if r.status_code != 202:
-            raise RuntimeError(f"POST /checkout answered {r.status_code}: {r.text[:300]}")
-        order_id = r.json()["order_id"]
-        at = await asyncio.wait_for(follow(http, order_id, poll_interval), ORDER_TIMEOUT)
+        at = await asyncio.wait_for(follow(http, headers, order_id, poll_interval), ORDER_TIMEOUT)
         result.seen_ms.append((time.time() - at) * 1000)
         posted.append(sent)
         result.done.append(at)
