@@ -22,9 +22,16 @@ from typing import Any
 
 import aiohttp
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import Worker
 
-from benchmarks.noop import ACTIVITIES_PER_ORDER, BenchNoop, noop_step
+from benchmarks.noop import (
+    ACTIVITIES_PER_ORDER,
+    CUSTOMER_ID,
+    ORDER_STATUS,
+    BenchNoop,
+    noop_step,
+)
 from benchmarks.report import Result
 from core.config import Settings
 from core.secrets import resolved_admin_password
@@ -262,6 +269,13 @@ async def measure_noop(
             id=f"bench-noop-{run_id}-{i}",
             task_queue=task_queue,
             execution_timeout=timedelta(seconds=ORDER_TIMEOUT),
+            # As POST /checkout starts PlaceOrder: the status and the customer, searchable.
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(ORDER_STATUS, "PENDING"),
+                    SearchAttributePair(CUSTOMER_ID, "bench-noop"),
+                ]
+            ),
         )
         result.post_ms.append((time.perf_counter() - t0) * 1000)
         done = await handle.result()

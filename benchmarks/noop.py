@@ -1,13 +1,15 @@
 """BenchNoop: PlaceOrder's happy path with every activity replaced by a no-op.
 
-Same shape and count as PlaceOrder up to the confirmation (8 activities):
+Same commands to the server as PlaceOrder up to the confirmation: 8 activities, and the
+search attribute upserts of its status changes (the start sets OrderStatus=PENDING and
+CustomerId, as POST /checkout does):
 
     save_order(PENDING)
     get_user | get_product          (in parallel; one product per benchmark order)
     reserve_stock
-    save_order(RESERVED)
+    upsert OrderStatus=RESERVED, save_order(RESERVED)
     charge
-    save_order(PAID)
+    upsert OrderStatus=PAID, save_order(PAID)
     send_notification(ORDER_CONFIRMED)
 
 The benchmark runs it on its own task queue, in a worker built like worker.py's (same
@@ -21,8 +23,15 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import activity, workflow
+from temporalio.common import SearchAttributeKey
 
-# The happy path of PlaceOrder (workflows/place_order.py), step by step.
+# core.messages' keys (tests/test_bench.py checks they match), named here so that the
+# sandbox need not import core.messages for every run.
+ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+
+# The happy path of PlaceOrder (workflows/place_order.py), step by step: a step
+# "save_order:S" after another step first upserts OrderStatus=S, as PlaceOrder's transition.
 FIRST = "save_order:PENDING"
 PARALLEL = ("get_user", "get_product")
 SEQUENTIAL = (
@@ -48,6 +57,9 @@ class BenchNoop:
         await self._step(FIRST)
         await asyncio.gather(*(self._step(s) for s in PARALLEL))
         for step in SEQUENTIAL:
+            if step.startswith("save_order:"):
+                status = step.removeprefix("save_order:")
+                workflow.upsert_search_attributes([ORDER_STATUS.value_set(status)])
             await self._step(step)
         return ACTIVITIES_PER_ORDER
 

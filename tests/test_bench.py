@@ -16,9 +16,10 @@ from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from benchmarks.noop import ACTIVITIES_PER_ORDER
+from benchmarks.noop import ACTIVITIES_PER_ORDER, CUSTOMER_ID, ORDER_STATUS, SEQUENTIAL
 from benchmarks.report import Result, Usage, percentile, scale, window_rate
 from benchmarks.steps import Steps, steps_table
+from core import messages
 
 ROOT = Path(__file__).resolve().parent.parent
 # A stack start and a few orders a side: minutes only on a machine loaded by other work.
@@ -57,9 +58,30 @@ def test_the_limit_names_the_busy_resource() -> None:
 
 
 def test_noop_has_the_shape_of_place_orders_happy_path() -> None:
-    # save_order(PENDING), get_user | get_product, reserve_stock, save_order(RESERVED),
-    # charge, save_order(PAID), send_notification(ORDER_CONFIRMED)
-    assert ACTIVITIES_PER_ORDER == 8
+    """BenchNoop sends the server PlaceOrder's commands up to PAID and the confirmation: as
+    many activities, and a search attribute upsert before each save after the first."""
+    events = _history("order-paid-delivered.json").events
+    paid = next(
+        i
+        for i, e in enumerate(events)
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+        and b"PAID" in e.upsert_workflow_search_attributes_event_attributes.SerializeToString()
+    )
+    # Up to the confirmation: the activity scheduled after PAID's save is the notification.
+    scheduled = [
+        i
+        for i, e in enumerate(events)
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    confirmation = [i for i in scheduled if i > paid][1]
+    upserts = [
+        e
+        for e in events[: confirmation + 1]
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+    assert ACTIVITIES_PER_ORDER == len([i for i in scheduled if i <= confirmation]) == 8
+    assert len(upserts) == sum(s.startswith("save_order:") for s in SEQUENTIAL) == 2
+    assert (ORDER_STATUS, CUSTOMER_ID) == (messages.ORDER_STATUS, messages.CUSTOMER_ID)
 
 
 def _history(name: str) -> WorkflowHistory:
