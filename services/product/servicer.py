@@ -17,6 +17,7 @@ from services.common import (
     TEXT_MAX,
     Context,
     as_domain_error,
+    get_row,
     grpc_method,
     ident,
     in_range,
@@ -239,7 +240,7 @@ class ProductServicer(product_pb2_grpc.ProductServiceServicer):
     ) -> product_pb2.Product:
         """Reads a product; NOT_FOUND (PRODUCT_NOT_FOUND) when no product has this id."""
         product_id = ident("id", request.id)
-        row = await read(self._engine, lambda s: s.get(ProductRow, product_id))
+        row = await get_row(self._engine, ProductRow, product_id)
         if row is None:
             raise NotFound(f"product {product_id} not found", reason=Reason.PRODUCT_NOT_FOUND)
         return _to_pb(row)

@@ -9,7 +9,17 @@ from sqlmodel import Session, select
 from core.errors import AlreadyExists, InvalidArgument, NotFound, Reason, Unauthenticated
 from core.tokens import CUSTOMER_ROLE, ROLES
 from proto.shop.v1 import user_pb2, user_pb2_grpc
-from services.common import Context, grpc_method, ident, new_id, read, rfc3339, text, transact
+from services.common import (
+    Context,
+    get_row,
+    grpc_method,
+    ident,
+    new_id,
+    read,
+    rfc3339,
+    text,
+    transact,
+)
 from services.user.models import UserRow
 
 EMAIL_MAX = 254
@@ -129,7 +139,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     async def GetUser(self, request: user_pb2.GetUserRequest, context: Context) -> user_pb2.User:
         """Reads a user; NOT_FOUND (USER_NOT_FOUND) when no user has this id."""
         user_id = ident("id", request.id)
-        row = await read(self._engine, lambda s: s.get(UserRow, user_id))
+        row = await get_row(self._engine, UserRow, user_id)
         if row is None:
             raise NotFound(f"user {user_id} not found", reason=Reason.USER_NOT_FOUND)
         return _to_pb(row)
