@@ -40,9 +40,10 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from temporalio.client import Client
@@ -84,6 +85,7 @@ MODES = ("sse", "poll", "open")
 DEFAULT_CONCURRENCY = {"sse": 10, "poll": 32}
 DEFAULT_POLL_INTERVAL = 0.3
 DATABASE_URL_ENV = "BENCH_DATABASE_URL"
+T = TypeVar("T")
 
 
 def say(message: str) -> None:
@@ -347,43 +349,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def children_env(settings: Settings, args: argparse.Namespace) -> dict[str, str]:
-    """The environment of the stack's children (flags that set a variable go here)."""
-    return child_env(settings)
+def bench_settings(data_dir: Path, database_url: str, log_level: str) -> Settings:
+    """The stack's settings for a measurement: every port free, no injected faults, no rate
+    limit (every order comes from one customer: a limit would measure it, not the stack)."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        temporal_address=f"{DEV_SERVER_IP}:{free_port()}",
+        temporal_ui_port=free_port(),
+        grpc_port=(grpc_port := free_port()),
+        grpc_target=f"{DEV_SERVER_IP}:{grpc_port}",
+        api_host=DEV_SERVER_IP,
+        api_port=free_port(),
+        codec_port=free_port(),
+        fault_rate=0.0,
+        log_level=log_level,
+        rate_limit="0",
+    )
 
 
-async def main_async(args: argparse.Namespace) -> int:
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="order-saga-bench-"))
+async def supervised(
+    database_url: str | None,
+    log_level: str,
+    data_dir: Path | None,
+    body: Callable[[Supervisor, Settings], Awaitable[T]],
+    otlp_endpoint: str | None = None,
+) -> T | None:
+    """body(sup, settings) over a fresh DATA_DIR (removed after, unless given) and a fresh
+    shop database (`database_url`: a PostgreSQL server, else SQLite), every child stopped at
+    the end, also on Ctrl-C or a failure; None, the failure said, when it did not finish."""
+    own_dir = data_dir is None
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="order-saga-bench-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] | None = None
-    with contextlib.ExitStack() as stack:
-        database_url = stack.enter_context(fresh_database(args.database_url, data_dir))
-        # --tracing: the cost of tracing (compare the ratio with a run without); the no-op
-        # side runs in this process, untraced, so only the saga pays for it.
-        sink = stack.enter_context(OtlpSink()) if args.tracing else None
-        settings = Settings(
-            data_dir=data_dir,
-            database_url=database_url,
-            temporal_address=f"{DEV_SERVER_IP}:{free_port()}",
-            temporal_ui_port=free_port(),
-            grpc_port=(grpc_port := free_port()),
-            grpc_target=f"{DEV_SERVER_IP}:{grpc_port}",
-            api_host=DEV_SERVER_IP,
-            api_port=free_port(),
-            codec_port=free_port(),
-            fault_rate=0.0,
-            log_level=args.log_level,
-            # Every order comes from one customer: no rate limit measures the stack, not it.
-            rate_limit="0",
-        )
-        if sink is not None:
-            settings.otel_exporter_otlp_endpoint = sink.endpoint
-        sup = Supervisor(children_env(settings, args))
+    with fresh_database(database_url, data_dir) as url:
+        settings = bench_settings(data_dir, url, log_level)
+        if otlp_endpoint is not None:
+            settings.otel_exporter_otlp_endpoint = otlp_endpoint
+        sup = Supervisor(child_env(settings))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, sup.stop.set)
         try:
-            result = await sup.guard(bench(sup, settings, args))
+            return await sup.guard(body(sup, settings))
         except Interrupted:
             sup.failure = sup.failure or "interrupted"
         except Exception as err:  # noqa: BLE001 - reported below, after stopping the children
@@ -392,11 +399,24 @@ async def main_async(args: argparse.Namespace) -> int:
             sup.fail(str(err) if isinstance(err, StartupError) else f"{type(err).__name__}: {err}")
         finally:
             await sup.shutdown()
-            if args.data_dir is None:
+            if own_dir:
                 shutil.rmtree(data_dir, ignore_errors=True)
+    say(f"error: {sup.failure}")
+    return None
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    async def body(sup: Supervisor, settings: Settings) -> dict[str, Any]:
+        return await bench(sup, settings, args)
+
+    with contextlib.ExitStack() as stack:
+        # --tracing: the cost of tracing (compare the ratio with a run without); the no-op
+        # side runs in this process, untraced, so only the saga pays for it.
+        sink = stack.enter_context(OtlpSink()) if args.tracing else None
+        endpoint = sink.endpoint if sink is not None else None
+        result = await supervised(args.database_url, args.log_level, args.data_dir, body, endpoint)
         spans = dict(sink.count_by_service()) if sink is not None else {}
     if result is None:
-        say(f"error: {sup.failure}")
         return 1
     print(json.dumps(result | {"tracing": args.tracing, "spans": spans}), flush=True)
     return 0

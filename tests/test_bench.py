@@ -223,3 +223,32 @@ def test_bench_runs_each_mode_and_prints_json(tmp_path: Path, db_url: str) -> No
     scaled = result["sse"]["scale"]  # 4 orders: no two windows of 500
     assert scaled["saga"] is None and scaled["cpu_ms_per_order"]["saga"] is None
     assert _bench_databases(db_url) == before  # its database dropped
+
+
+@pytest.mark.timeout(BENCH_TIMEOUT)
+def test_calls_measures_each_call_and_prints_json(tmp_path: Path) -> None:
+    """`python -m benchmarks.calls` on a tiny load: every call answered as it should (the
+    run fails otherwise) and has its CPU figure; every child stopped. No figure is judged."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.calls", "--calls", "20", "--concurrency", "2",
+         "--data-dir", str(tmp_path / "calls")],
+        cwd=ROOT, capture_output=True, text=True, timeout=BENCH_TIMEOUT - 10,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["calls"] == 20 and result["database"] == "sqlite"
+    expected = {
+        "GET /orders/{id}",
+        "GET /orders/{id} without a token (401)",
+        "GetUser",
+        "GetProduct",
+        "TokenizeCard",
+        "ReserveStock",
+        "Charge",
+        "SendNotification",
+        "Health.Check (grpc.aio floor)",
+    }
+    assert set(result["cpu_ms"]) == set(result["per_s"]) == expected
+    assert all(result["cpu_ms"][name] >= 0 and result["per_s"][name] > 0 for name in expected)
+    assert "GET /orders/{id}" in done.stdout and "Charge" in done.stdout
+    assert _processes_with(tmp_path / "calls") == []  # every child stopped
