@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
-from sqlalchemy import DateTime, Engine, Select, bindparam, inspect, select
+from sqlalchemy import Connection, DateTime, Engine, Select, Table, bindparam, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel
 
@@ -88,9 +88,20 @@ async def transact(engine: Engine, fn: Callable[[Session], T]) -> T:
     serialization failure rolls the whole transaction back; running it again re-reads the
     winner's row, so concurrent duplicates get the idempotent answer instead of an error.
     """
+    return await _retried(lambda: run_db(engine, fn))
+
+
+async def transact_sql(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    """`transact` for SQL expression (Core) work on a plain connection: the hot writes of a
+    checkout (ReserveStock, Charge, TokenizeCard, SendNotification), which need none of an
+    ORM session's bookkeeping (docs/benchmarks.md, "Call by call")."""
+    return await _retried(lambda: run_sql(engine, fn))
+
+
+async def _retried(attempt_once: Callable[[], Awaitable[T]]) -> T:
     for attempt in range(1, _TX_ATTEMPTS + 1):
         try:
-            return await run_db(engine, fn)
+            return await attempt_once()
         except IntegrityError:
             log.debug("integrity conflict, attempt %d", attempt)
         except DBAPIError as err:
@@ -118,11 +129,26 @@ async def get_row(engine: Engine, model: type[M], key: str) -> M | None:
     return None if row is None else model(**row._mapping)
 
 
+def row_by_key(conn: Connection, model: type[M], key: str, *, lock: bool = False) -> M | None:
+    """`get_row` inside a transaction already open on `conn`; `lock` takes the row's write
+    lock (`FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` holds the database's)."""
+    row = conn.execute(_by_key(model, lock), {"key": key}).first()
+    return None if row is None else model(**row._mapping)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The table a model maps, for statements built once at import (Core, not the ORM)."""
+    table = inspect(model).local_table
+    assert isinstance(table, Table)
+    return table
+
+
 @functools.cache
-def _by_key(model: type[SQLModel]) -> Select[Any]:
+def _by_key(model: type[SQLModel], lock: bool = False) -> Select[Any]:
     table = inspect(model).local_table
     (key,) = table.primary_key.columns
-    return select(table).where(key == bindparam("key"))
+    stmt = select(table).where(key == bindparam("key"))
+    return stmt.with_for_update() if lock else stmt
 
 
 def as_domain_error(err: DomainError | OperationalError, where: str) -> DomainError:

@@ -3,7 +3,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, bindparam, insert
+from sqlalchemy import select as sql_select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select, update
 
@@ -20,8 +22,10 @@ from services.common import (
     ident,
     in_range,
     read,
+    table_of,
     text,
     transact,
+    transact_sql,
     utcnow,
 )
 from services.inventory.levels import stock_level, threshold_of, thresholds_of
@@ -48,6 +52,34 @@ MAX_LIST = 1000
 # commits.
 Change = tuple[str, int, int, int]
 THRESHOLD_MAX = 1_000_000_000
+
+# ReserveStock's statements, built once: it runs for every order, on a plain connection
+# (docs/benchmarks.md, "Call by call").
+_STOCK = table_of(StockRow)
+_RESERVATIONS = table_of(ReservationRow)
+_LINES = table_of(ReservationLineRow)
+_THRESHOLDS = table_of(ThresholdRow)
+_RESERVATION_STATUS = sql_select(_RESERVATIONS.c.status).where(
+    _RESERVATIONS.c.order_id == bindparam("order_id")
+)
+_RESERVATION_LINES = (
+    sql_select(_LINES.c.product_id, _LINES.c.quantity)
+    .where(_LINES.c.order_id == bindparam("order_id"))
+    .order_by(_LINES.c.product_id)
+)
+_INSERT_RESERVATION = insert(_RESERVATIONS)
+_INSERT_LINES = insert(_LINES)
+# Takes `quantity` units only when that many are left: a line never oversells.
+_TAKE = (
+    sql_update(_STOCK)
+    .where(_STOCK.c.product_id == bindparam("product"))
+    .where(_STOCK.c.available >= bindparam("quantity"))
+    .values(available=_STOCK.c.available - bindparam("quantity"), updated_at=bindparam("now"))
+    .returning(_STOCK.c.available)
+)
+_THRESHOLD = sql_select(_THRESHOLDS.c.low_stock_threshold).where(
+    _THRESHOLDS.c.product_id == bindparam("product")
+)
 
 
 class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
@@ -240,38 +272,38 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
         order_id = ident("order_id", request.order_id)
         lines = merge_lines(list(request.lines))
 
-        def work(session: Session) -> tuple[Reservation, list[Change]]:
-            existing = session.get(ReservationRow, order_id)
-            if existing is not None:
-                return read_reservation(session, existing), []
+        def work(conn: Connection) -> tuple[Reservation, list[Change]]:
+            status = conn.execute(_RESERVATION_STATUS, {"order_id": order_id}).scalar()
+            if status is not None:
+                found = conn.execute(_RESERVATION_LINES, {"order_id": order_id}).all()
+                return Reservation(order_id, status, [(p, q) for p, q in found]), []
             # Insert first: a concurrent reserve of the same order collides here (and is
-            # run again by `transact`, finding this row) before either touches stock.
-            session.add(ReservationRow(order_id=order_id, status=RESERVED))
-            session.flush()
+            # run again by `transact_sql`, finding this row) before either touches stock.
+            now = utcnow()
+            conn.execute(
+                _INSERT_RESERVATION,
+                {"order_id": order_id, "status": RESERVED, "created_at": now, "updated_at": now},
+            )
             changes: list[Change] = []
             for product_id, quantity in lines:
-                left = session.exec(
-                    update(StockRow)
-                    .where(col(StockRow.product_id) == product_id)
-                    .where(col(StockRow.available) >= quantity)
-                    .values(available=col(StockRow.available) - quantity, updated_at=utcnow())
-                    .returning(col(StockRow.available))
-                    .execution_options(synchronize_session=False)
-                ).scalar_one_or_none()
+                left = conn.execute(
+                    _TAKE, {"product": product_id, "quantity": quantity, "now": now}
+                ).scalar()
                 if left is None:
                     raise FailedPrecondition(
                         f"product {product_id} is out of stock ({quantity} requested)",
                         reason=Reason.OUT_OF_STOCK,
                     )
-                threshold = threshold_of(session, product_id)
+                threshold = conn.execute(_THRESHOLD, {"product": product_id}).scalar()
+                threshold = _DEFAULT if threshold is None else threshold
                 changes.append((product_id, left, next(self._seq), threshold))
-                session.add(
-                    ReservationLineRow(order_id=order_id, product_id=product_id, quantity=quantity)
-                )
-            session.flush()
+            conn.execute(
+                _INSERT_LINES,
+                [{"order_id": order_id, "product_id": p, "quantity": q} for p, q in lines],
+            )
             return Reservation(order_id, RESERVED, lines), changes
 
-        reservation, changes = await transact(self._engine, work)
+        reservation, changes = await transact_sql(self._engine, work)
         self._publish(changes)
         return reservation.to_pb()
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, bindparam, insert
+from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
 from core.errors import InvalidArgument
@@ -20,12 +21,22 @@ from services.common import (
     new_id,
     read,
     rfc3339,
+    table_of,
     text,
-    transact,
+    transact_sql,
 )
 from services.notification.models import NotificationRow
 
 log = logging.getLogger(__name__)
+
+# SendNotification's statements, built once (it runs for every order).
+_TABLE = table_of(NotificationRow)
+_BY_KEY = sql_select(_TABLE).where(_TABLE.c.idempotency_key == bindparam("key"))
+_INSERT = insert(_TABLE).returning(_TABLE.c.seq)
+
+
+def _values(row: NotificationRow) -> dict[str, object]:
+    return {c: getattr(row, c) for c in _TABLE.columns.keys() if c != "seq"}
 
 
 def _to_pb(row: NotificationRow) -> notification_pb2.Notification:
@@ -63,24 +74,23 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         order_id = "" if no_order else ident("order_id", request.order_id)
         message = text("message", request.message, TEXT_MAX, required=False)
 
-        def work(session: Session) -> tuple[NotificationRow, bool]:
-            query = select(NotificationRow).where(NotificationRow.idempotency_key == key)
-            first = session.exec(query).first()
+        row = NotificationRow(
+            id=new_id(),
+            user_id=user_id,
+            order_id=order_id,
+            kind=kind,
+            message=message,
+            idempotency_key=key,
+        )
+
+        def work(conn: Connection) -> tuple[NotificationRow, bool]:
+            first = conn.execute(_BY_KEY, {"key": key}).first()
             if first is not None:
-                return first, False
-            row = NotificationRow(
-                id=new_id(),
-                user_id=user_id,
-                order_id=order_id,
-                kind=kind,
-                message=message,
-                idempotency_key=key,
-            )
-            session.add(row)
-            session.flush()
+                return NotificationRow(**first._mapping), False
+            row.seq = conn.execute(_INSERT, _values(row)).scalar_one()
             return row, True
 
-        row, created = await transact(self._engine, work)
+        row, created = await transact_sql(self._engine, work)
         if created:
             # The simulated delivery: a log line (no real e-mail in this reference project).
             log.info("notify user %s: %s for order %s", user_id, row.kind, order_id)

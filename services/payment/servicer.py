@@ -3,7 +3,9 @@ from __future__ import annotations
 import logging
 import secrets
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, bindparam, insert
+from sqlalchemy import select as sql_select
+from sqlalchemy import update as sql_update
 from sqlmodel import Session, col, select
 
 from core.errors import (
@@ -25,7 +27,10 @@ from services.common import (
     ident,
     read,
     rfc3339,
+    row_by_key,
+    table_of,
     transact,
+    transact_sql,
     utcnow,
 )
 from services.payment.models import CAPTURE, DECLINE, REFUND, CardRow, LedgerRow, PaymentRow
@@ -42,6 +47,29 @@ _BRANDS = (
     ("discover", ("6011", "65")),
     ("mastercard", tuple(str(p) for p in (*range(51, 56), *range(2221, 2721)))),
     ("visa", ("4",)),
+)
+
+# Charge's and TokenizeCard's statements, built once: they run for every order, on a plain
+# connection (docs/benchmarks.md, "Call by call").
+_PAYMENTS = table_of(PaymentRow)
+_LEDGER = table_of(LedgerRow)
+_INSERT_CARD = insert(table_of(CardRow))
+_INSERT_PAYMENT = insert(_PAYMENTS)
+# Bind names differ from the columns': SQLAlchemy reserves those for its own SET clause.
+_UPDATE_PAYMENT = (
+    sql_update(_PAYMENTS)
+    .where(_PAYMENTS.c.order_id == bindparam("key"))
+    .values(
+        status=bindparam("new_status"),
+        amount_cents=bindparam("new_amount"),
+        card_last4=bindparam("new_last4"),
+        attempts=bindparam("new_attempts"),
+        updated_at=bindparam("new_updated_at"),
+    )
+)
+_INSERT_ENTRY = insert(_LEDGER)
+_ENTRY_BY_KEY = sql_select(_LEDGER.c.type, _LEDGER.c.order_id).where(
+    _LEDGER.c.idempotency_key == bindparam("key")
 )
 
 _ENTRY = {
@@ -99,14 +127,25 @@ def _locked_row(session: Session, order_id: str) -> PaymentRow:
     return row
 
 
+def _key_reused(kind: str, order_id: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"idempotency_key already used for a {kind} of order {order_id}",
+        reason=Reason.IDEMPOTENCY_KEY_REUSED,
+    )
+
+
 def _add_entry(session: Session, order_id: str, kind: str, amount: int, key: str) -> None:
     used = session.exec(select(LedgerRow).where(LedgerRow.idempotency_key == key)).first()
     if used is not None:
-        raise AlreadyExists(
-            f"idempotency_key already used for a {used.type} of order {used.order_id}",
-            reason=Reason.IDEMPOTENCY_KEY_REUSED,
-        )
+        raise _key_reused(used.type, used.order_id)
     session.add(LedgerRow(order_id=order_id, type=kind, amount_cents=amount, idempotency_key=key))
+
+
+def _check_key_unused(conn: Connection, key: str) -> None:
+    """`_add_entry`'s check, for Charge on a plain connection."""
+    used = conn.execute(_ENTRY_BY_KEY, {"key": key}).first()
+    if used is not None:
+        raise _key_reused(used.type, used.order_id)
 
 
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
@@ -135,12 +174,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             behaviour=TEST_CARDS.get(card, PAYS),
         )
 
-        def work(session: Session) -> CardRow:
-            session.add(row)
-            session.flush()
-            return row
-
-        await transact(self._engine, work)
+        await transact_sql(self._engine, lambda conn: conn.execute(_INSERT_CARD, row.model_dump()))
         log.info("card ****%s (%s) tokenized for user %s", row.last4, row.brand, user_id)
         return payment_pb2.CardToken(token=row.token, brand=row.brand, last4=row.last4)
 
@@ -165,11 +199,16 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         # Returns the error to raise after commit instead of raising it (which would roll
         # back the decline or the attempt count). The card is read in the same transaction:
         # one trip to the database thread instead of two.
-        def work(session: Session) -> tuple[PaymentRow, DomainError | None]:
-            card = session.get(CardRow, token)
+        def work(conn: Connection) -> tuple[PaymentRow, DomainError | None]:
+            card = row_by_key(conn, CardRow, token)
             if card is None or card.user_id != user_id:
                 raise _token_refused(token)
-            row = _locked_row(session, order_id)
+            row = row_by_key(conn, PaymentRow, order_id, lock=True)
+            if row is None:
+                # Two first charges of an order both insert: one gets an IntegrityError and
+                # `transact_sql` runs it again, finding and locking the winner's row.
+                row = PaymentRow(order_id=order_id)
+                conn.execute(_INSERT_PAYMENT, row.model_dump())
             if row.status == PaymentStatus.CAPTURED:
                 return row, None
             if row.status in (PaymentStatus.REFUNDED, PaymentStatus.VOIDED):
@@ -185,20 +224,41 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             if card.behaviour == DECLINES or over_limit:
                 row.status = PaymentStatus.DECLINED
                 row.amount_cents = amount
-                _add_entry(session, order_id, DECLINE, amount, key)
+                entry: str | None = DECLINE
                 outcome: DomainError | None = _declined()
             elif card.behaviour == FAILS_TWICE and row.attempts <= FLAKY_FAILURES:
+                entry = None
                 outcome = Unavailable("processing error, retry", reason=Reason.PROCESSING_ERROR)
             else:
                 row.status = PaymentStatus.CAPTURED
                 row.amount_cents = amount
-                _add_entry(session, order_id, CAPTURE, amount, key)
-                outcome = None
-            session.add(row)
-            session.flush()
+                entry, outcome = CAPTURE, None
+            if entry is not None:
+                _check_key_unused(conn, key)
+                conn.execute(
+                    _INSERT_ENTRY,
+                    {
+                        "order_id": order_id,
+                        "type": entry,
+                        "amount_cents": amount,
+                        "idempotency_key": key,
+                        "created_at": row.updated_at,
+                    },
+                )
+            conn.execute(
+                _UPDATE_PAYMENT,
+                {
+                    "key": order_id,
+                    "new_status": row.status,
+                    "new_amount": row.amount_cents,
+                    "new_last4": row.card_last4,
+                    "new_attempts": row.attempts,
+                    "new_updated_at": row.updated_at,
+                },
+            )
             return row, outcome
 
-        row, error = await transact(self._engine, work)
+        row, error = await transact_sql(self._engine, work)
         if error is not None:
             why = " (amount above the limit)" if over_limit else ""
             log.info("charge of order %s: %s%s", order_id, error.reason, why)
