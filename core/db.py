@@ -164,7 +164,8 @@ async def run_db(engine: Engine, fn: Callable[[Session], T], *, read_only: bool 
 
 async def run_sql(engine: Engine, fn: Callable[[Connection], T], *, read_only: bool = False) -> T:
     """`run_db` for SQL expression (Core) work: a plain connection in one transaction, without
-    an ORM session's bookkeeping, for the hot paths (the order read model)."""
+    an ORM session's bookkeeping, for the hot paths (the order read model, the services'
+    writes of every checkout: `services.common.transact_sql`)."""
     bind = _bind(engine, read_only)
 
     def work() -> T:

@@ -4,8 +4,7 @@ import itertools
 from collections.abc import AsyncIterator
 
 from sqlalchemy import Connection, Engine, bindparam, insert
-from sqlalchemy import select as sql_select
-from sqlalchemy import update as sql_update
+from sqlalchemy import select as sql_select  # Core; sqlmodel's `select` is for the ORM
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select, update
 
@@ -71,7 +70,7 @@ _INSERT_RESERVATION = insert(_RESERVATIONS)
 _INSERT_LINES = insert(_LINES)
 # Takes `quantity` units only when that many are left: a line never oversells.
 _TAKE = (
-    sql_update(_STOCK)
+    update(_STOCK)
     .where(_STOCK.c.product_id == bindparam("product"))
     .where(_STOCK.c.available >= bindparam("quantity"))
     .values(available=_STOCK.c.available - bindparam("quantity"), updated_at=bindparam("now"))

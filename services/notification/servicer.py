@@ -4,7 +4,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from sqlalchemy import Connection, Engine, bindparam, insert
-from sqlalchemy import select as sql_select
+from sqlalchemy import select as sql_select  # Core; sqlmodel's `select` is for the ORM
 from sqlmodel import Session, col, select
 
 from core.errors import InvalidArgument
@@ -31,12 +31,8 @@ log = logging.getLogger(__name__)
 
 # SendNotification's statements, built once (it runs for every order).
 _TABLE = table_of(NotificationRow)
-_BY_KEY = sql_select(_TABLE).where(_TABLE.c.idempotency_key == bindparam("key"))
+_BY_KEY = sql_select(_TABLE).where(_TABLE.c.idempotency_key == bindparam("b_key"))
 _INSERT = insert(_TABLE).returning(_TABLE.c.seq)
-
-
-def _values(row: NotificationRow) -> dict[str, object]:
-    return {c: getattr(row, c) for c in _TABLE.columns.keys() if c != "seq"}
 
 
 def _to_pb(row: NotificationRow) -> notification_pb2.Notification:
@@ -74,29 +70,28 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         order_id = "" if no_order else ident("order_id", request.order_id)
         message = text("message", request.message, TEXT_MAX, required=False)
 
-        row = NotificationRow(
-            id=new_id(),
-            user_id=user_id,
-            order_id=order_id,
-            kind=kind,
-            message=message,
-            idempotency_key=key,
-        )
-
         def work(conn: Connection) -> tuple[NotificationRow, bool]:
-            first = conn.execute(_BY_KEY, {"key": key}).first()
+            first = conn.execute(_BY_KEY, {"b_key": key}).first()
             if first is not None:
                 return NotificationRow(**first._mapping), False
-            row.seq = conn.execute(_INSERT, _values(row)).scalar_one()
+            row = NotificationRow(
+                id=new_id(),
+                user_id=user_id,
+                order_id=order_id,
+                kind=kind,
+                message=message,
+                idempotency_key=key,
+            )
+            row.seq = conn.execute(_INSERT, row.model_dump(exclude={"seq"})).scalar_one()
             return row, True
 
-        row, created = await transact_sql(self._engine, work)
+        sent, created = await transact_sql(self._engine, work)
         if created:
             # The simulated delivery: a log line (no real e-mail in this reference project).
-            log.info("notify user %s: %s for order %s", user_id, row.kind, order_id)
-            assert row.seq is not None
-            self._sent.publish((row.seq, _to_pb(row)))
-        return _to_pb(row)
+            log.info("notify user %s: %s for order %s", user_id, sent.kind, order_id)
+            assert sent.seq is not None
+            self._sent.publish((sent.seq, _to_pb(sent)))
+        return _to_pb(sent)
 
     @grpc_method
     async def ListNotifications(

@@ -3,11 +3,9 @@ from __future__ import annotations
 import logging
 import secrets
 
-from sqlalchemy import Connection, Engine, bindparam, insert
-from sqlalchemy import select as sql_select
-from sqlalchemy import update as sql_update
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
+from core.db import run_sql
 from core.errors import (
     AlreadyExists,
     DomainError,
@@ -23,13 +21,12 @@ from services.common import (
     KEY_MAX,
     MONEY_MAX,
     Context,
+    get_row,
     grpc_method,
     ident,
-    read,
     rfc3339,
     row_by_key,
     table_of,
-    transact,
     transact_sql,
     utcnow,
 )
@@ -49,27 +46,30 @@ _BRANDS = (
     ("visa", ("4",)),
 )
 
-# Charge's and TokenizeCard's statements, built once: they run for every order, on a plain
-# connection (docs/benchmarks.md, "Call by call").
+# The writes' statements, built once (a charge and a card token for every order), run on a
+# plain connection (docs/benchmarks.md, "Call by call"). Bind names carry a `b_` prefix:
+# SQLAlchemy reserves the columns' own names for the SET clause it builds.
 _PAYMENTS = table_of(PaymentRow)
 _LEDGER = table_of(LedgerRow)
 _INSERT_CARD = insert(table_of(CardRow))
 _INSERT_PAYMENT = insert(_PAYMENTS)
-# Bind names differ from the columns': SQLAlchemy reserves those for its own SET clause.
 _UPDATE_PAYMENT = (
-    sql_update(_PAYMENTS)
-    .where(_PAYMENTS.c.order_id == bindparam("key"))
+    update(_PAYMENTS)
+    .where(_PAYMENTS.c.order_id == bindparam("b_order_id"))
     .values(
-        status=bindparam("new_status"),
-        amount_cents=bindparam("new_amount"),
-        card_last4=bindparam("new_last4"),
-        attempts=bindparam("new_attempts"),
-        updated_at=bindparam("new_updated_at"),
+        status=bindparam("b_status"),
+        amount_cents=bindparam("b_amount_cents"),
+        card_last4=bindparam("b_card_last4"),
+        attempts=bindparam("b_attempts"),
+        updated_at=bindparam("b_updated_at"),
     )
 )
 _INSERT_ENTRY = insert(_LEDGER)
-_ENTRY_BY_KEY = sql_select(_LEDGER.c.type, _LEDGER.c.order_id).where(
-    _LEDGER.c.idempotency_key == bindparam("key")
+_LEDGER_OF = (
+    select(_LEDGER).where(_LEDGER.c.order_id == bindparam("b_order_id")).order_by(_LEDGER.c.id)
+)
+_ENTRY_BY_KEY = select(_LEDGER.c.type, _LEDGER.c.order_id).where(
+    _LEDGER.c.idempotency_key == bindparam("b_key")
 )
 
 _ENTRY = {
@@ -113,39 +113,46 @@ def _token_refused(token: str) -> FailedPrecondition:
     )
 
 
-def _locked_row(session: Session, order_id: str) -> PaymentRow:
+def _locked_row(conn: Connection, order_id: str) -> PaymentRow:
     """The order's row, locked; created (status NONE) when absent.
 
-    Two first charges of an order both insert: one gets an IntegrityError and `transact`
-    runs it again, finding and locking the winner's row.
+    Two first charges of an order both insert: one gets an IntegrityError and
+    `transact_sql` runs it again, finding and locking the winner's row.
     """
-    row = session.get(PaymentRow, order_id, with_for_update=True)
+    row = row_by_key(conn, PaymentRow, order_id, lock=True)
     if row is None:
         row = PaymentRow(order_id=order_id)
-        session.add(row)
-        session.flush()
+        conn.execute(_INSERT_PAYMENT, row.model_dump())
     return row
 
 
-def _key_reused(kind: str, order_id: str) -> AlreadyExists:
-    return AlreadyExists(
-        f"idempotency_key already used for a {kind} of order {order_id}",
-        reason=Reason.IDEMPOTENCY_KEY_REUSED,
+def _save(conn: Connection, row: PaymentRow) -> None:
+    """Writes back what a charge or a refund changes in the order's (locked) row."""
+    row.updated_at = utcnow()
+    conn.execute(
+        _UPDATE_PAYMENT,
+        {
+            "b_order_id": row.order_id,
+            "b_status": row.status,
+            "b_amount_cents": row.amount_cents,
+            "b_card_last4": row.card_last4,
+            "b_attempts": row.attempts,
+            "b_updated_at": row.updated_at,
+        },
     )
 
 
-def _add_entry(session: Session, order_id: str, kind: str, amount: int, key: str) -> None:
-    used = session.exec(select(LedgerRow).where(LedgerRow.idempotency_key == key)).first()
+def _add_entry(conn: Connection, order_id: str, kind: str, amount: int, key: str) -> None:
+    """One ledger entry; AlreadyExists (rolling the transaction back) when its idempotency
+    key was used before, for this order or another."""
+    used = conn.execute(_ENTRY_BY_KEY, {"b_key": key}).first()
     if used is not None:
-        raise _key_reused(used.type, used.order_id)
-    session.add(LedgerRow(order_id=order_id, type=kind, amount_cents=amount, idempotency_key=key))
-
-
-def _check_key_unused(conn: Connection, key: str) -> None:
-    """`_add_entry`'s check, for Charge on a plain connection."""
-    used = conn.execute(_ENTRY_BY_KEY, {"key": key}).first()
-    if used is not None:
-        raise _key_reused(used.type, used.order_id)
+        raise AlreadyExists(
+            f"idempotency_key already used for a {used.type} of order {used.order_id}",
+            reason=Reason.IDEMPOTENCY_KEY_REUSED,
+        )
+    entry = LedgerRow(order_id=order_id, type=kind, amount_cents=amount, idempotency_key=key)
+    conn.execute(_INSERT_ENTRY, entry.model_dump(exclude={"id"}))
 
 
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
@@ -174,7 +181,10 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             behaviour=TEST_CARDS.get(card, PAYS),
         )
 
-        await transact_sql(self._engine, lambda conn: conn.execute(_INSERT_CARD, row.model_dump()))
+        def work(conn: Connection) -> None:
+            conn.execute(_INSERT_CARD, row.model_dump())
+
+        await transact_sql(self._engine, work)
         log.info("card ****%s (%s) tokenized for user %s", row.last4, row.brand, user_id)
         return payment_pb2.CardToken(token=row.token, brand=row.brand, last4=row.last4)
 
@@ -203,12 +213,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             card = row_by_key(conn, CardRow, token)
             if card is None or card.user_id != user_id:
                 raise _token_refused(token)
-            row = row_by_key(conn, PaymentRow, order_id, lock=True)
-            if row is None:
-                # Two first charges of an order both insert: one gets an IntegrityError and
-                # `transact_sql` runs it again, finding and locking the winner's row.
-                row = PaymentRow(order_id=order_id)
-                conn.execute(_INSERT_PAYMENT, row.model_dump())
+            row = _locked_row(conn, order_id)
             if row.status == PaymentStatus.CAPTURED:
                 return row, None
             if row.status in (PaymentStatus.REFUNDED, PaymentStatus.VOIDED):
@@ -220,42 +225,19 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
                 return row, _declined()
             row.attempts += 1
             row.card_last4 = card.last4
-            row.updated_at = utcnow()
             if card.behaviour == DECLINES or over_limit:
                 row.status = PaymentStatus.DECLINED
                 row.amount_cents = amount
-                entry: str | None = DECLINE
+                _add_entry(conn, order_id, DECLINE, amount, key)
                 outcome: DomainError | None = _declined()
             elif card.behaviour == FAILS_TWICE and row.attempts <= FLAKY_FAILURES:
-                entry = None
                 outcome = Unavailable("processing error, retry", reason=Reason.PROCESSING_ERROR)
             else:
                 row.status = PaymentStatus.CAPTURED
                 row.amount_cents = amount
-                entry, outcome = CAPTURE, None
-            if entry is not None:
-                _check_key_unused(conn, key)
-                conn.execute(
-                    _INSERT_ENTRY,
-                    {
-                        "order_id": order_id,
-                        "type": entry,
-                        "amount_cents": amount,
-                        "idempotency_key": key,
-                        "created_at": row.updated_at,
-                    },
-                )
-            conn.execute(
-                _UPDATE_PAYMENT,
-                {
-                    "key": order_id,
-                    "new_status": row.status,
-                    "new_amount": row.amount_cents,
-                    "new_last4": row.card_last4,
-                    "new_attempts": row.attempts,
-                    "new_updated_at": row.updated_at,
-                },
-            )
+                _add_entry(conn, order_id, CAPTURE, amount, key)
+                outcome = None
+            _save(conn, row)
             return row, outcome
 
         row, error = await transact_sql(self._engine, work)
@@ -275,21 +257,19 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         order_id = ident("order_id", request.order_id)
         key = ident("idempotency_key", request.idempotency_key, KEY_MAX)
 
-        def work(session: Session) -> PaymentRow:
-            row = _locked_row(session, order_id)
+        def work(conn: Connection) -> PaymentRow:
+            row = _locked_row(conn, order_id)
             if row.status == PaymentStatus.CAPTURED:
                 row.status = PaymentStatus.REFUNDED
-                _add_entry(session, order_id, REFUND, row.amount_cents, key)
+                _add_entry(conn, order_id, REFUND, row.amount_cents, key)
             elif row.status == PaymentStatus.NONE:
                 row.status = PaymentStatus.VOIDED
             else:  # REFUNDED, VOIDED, DECLINED: nothing held, nothing to give back
                 return row
-            row.updated_at = utcnow()
-            session.add(row)
-            session.flush()
+            _save(conn, row)
             return row
 
-        return _result(await transact(self._engine, work), order_id)
+        return _result(await transact_sql(self._engine, work), order_id)
 
     @grpc_method
     async def GetPayment(
@@ -297,7 +277,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     ) -> payment_pb2.PaymentResult:
         """The order's payment state; NONE when nothing happened."""
         order_id = ident("order_id", request.order_id)
-        row = await read(self._engine, lambda s: s.get(PaymentRow, order_id))
+        row = await get_row(self._engine, PaymentRow, order_id)
         return _result(row, order_id)
 
     @grpc_method
@@ -307,13 +287,11 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         """The order's ledger entries, oldest first."""
         order_id = ident("order_id", request.order_id)
 
-        def work(session: Session) -> list[LedgerRow]:
-            query = (
-                select(LedgerRow).where(LedgerRow.order_id == order_id).order_by(col(LedgerRow.id))
-            )
-            return list(session.exec(query).all())
+        def work(conn: Connection) -> list[LedgerRow]:
+            found = conn.execute(_LEDGER_OF, {"b_order_id": order_id})
+            return [LedgerRow(**r._mapping) for r in found]
 
-        rows = await read(self._engine, work)
+        rows = await run_sql(self._engine, work, read_only=True)
         return payment_pb2.ListLedgerResponse(
             entries=[
                 payment_pb2.LedgerEntry(
