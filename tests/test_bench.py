@@ -16,10 +16,17 @@ from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from benchmarks.noop import ACTIVITIES_PER_ORDER, CUSTOMER_ID, ORDER_STATUS, SEQUENTIAL
+from benchmarks.noop import (
+    ACTIVITIES_PER_ORDER,
+    CUSTOMER_ID,
+    FULFILMENT_WAIT,
+    ORDER_STATUS,
+    SEQUENTIAL,
+)
 from benchmarks.report import Result, Usage, percentile, scale, window_rate
 from benchmarks.steps import Steps, steps_table
 from core import messages
+from workflows.place_order import DEFAULT_FULFILMENT_DEADLINE
 
 ROOT = Path(__file__).resolve().parent.parent
 # A stack start and a few orders a side: minutes only on a machine loaded by other work.
@@ -82,6 +89,24 @@ def test_noop_has_the_shape_of_place_orders_happy_path() -> None:
     assert ACTIVITIES_PER_ORDER == len([i for i in scheduled if i <= confirmation]) == 8
     assert len(upserts) == sum(s.startswith("save_order:") for s in SEQUENTIAL) == 2
     assert (ORDER_STATUS, CUSTOMER_ID) == (messages.ORDER_STATUS, messages.CUSTOMER_ID)
+    # Then a PAID order waits for ship, cancel or its fulfilment deadline: open, on a timer
+    # (started in the task after the confirmation), as BenchNoop stays.
+    waiting = _history("order-fulfilment-deadline.json").events
+    commands = [e.event_type for e in waiting if e.event_type in _COMMANDS]
+    confirmed = [i for i, c in enumerate(commands) if c == _SCHEDULED][ACTIVITIES_PER_ORDER - 1]
+    assert commands[confirmed + 1] == EventType.EVENT_TYPE_TIMER_STARTED
+    assert FULFILMENT_WAIT == DEFAULT_FULFILMENT_DEADLINE
+
+
+_SCHEDULED = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+# The events that record a workflow's commands, in the order it sent them.
+_COMMANDS = {
+    _SCHEDULED,
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+}
 
 
 def _history(name: str) -> WorkflowHistory:
