@@ -93,8 +93,9 @@ async def transact(engine: Engine, fn: Callable[[Session], T]) -> T:
 
 async def transact_sql(engine: Engine, fn: Callable[[Connection], T]) -> T:
     """`transact` for SQL expression (Core) work on a plain connection: the hot writes of a
-    checkout (ReserveStock, Charge, TokenizeCard, SendNotification), which need none of an
-    ORM session's bookkeeping (docs/benchmarks.md, "Call by call")."""
+    checkout (ReserveStock, Charge, TokenizeCard, SendNotification) and the payment
+    service's other writes, which need none of an ORM session's bookkeeping
+    (docs/benchmarks.md, "Call by call")."""
     return await _retried(lambda: run_sql(engine, fn))
 
 
@@ -143,7 +144,7 @@ def table_of(model: type[SQLModel]) -> Table:
 
 @functools.cache
 def _by_key(model: type[SQLModel], lock: bool = False) -> Select[Any]:
-    table = inspect(model).local_table
+    table = table_of(model)
     (key,) = table.primary_key.columns
     stmt = select(table).where(key == bindparam("key"))
     return stmt.with_for_update() if lock else stmt
