@@ -22,9 +22,10 @@ Modes (benchmarks/clients.py):
 
 For each: orders/s, the ratio saga/noop, p50/p99 of POST /checkout and POST->PAID, the
 rate of the last --window (500) orders against the first (when the run has that many),
-CPU seconds by process and which resource was the limit. Then where the time goes, step
-by step (benchmarks/steps.py), the peak memory of each process, and a last line of JSON with
-each mode's figures. Stops everything it started, also on Ctrl-C or failure.
+CPU seconds by process, which resource was the limit, and where the time went, step by
+step, in a sample of the mode's histories (benchmarks/steps.py). Then the peak memory of
+each process, and a last line of JSON with each mode's figures. Stops everything it
+started, also on Ctrl-C or failure.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -145,6 +147,7 @@ async def run_mode(run: Run, mode: Mode) -> dict[str, Any]:
     usage = {"saga": Usage(), "noop": Usage()}
     windows = {side: WindowCpu(run.pids, args.window, args.orders, args.rounds) for side in usage}
     load = f"{mode.rate:.1f} orders/s" if mode.rate else f"C={mode.concurrency}"
+    since = f"StartTime >= '{datetime.now(UTC).isoformat()}'"  # this mode's runs only
     for n in range(1, args.rounds + 1):
         say(f"{mode.name} round {n}/{args.rounds}, saga: {args.orders} checkouts, {load}")
         meter = CpuMeter(run.pids)
@@ -159,6 +162,10 @@ async def run_mode(run: Run, mode: Mode) -> dict[str, Any]:
         say(f"{mode.name} round {n}: saga {sagas[-1].per_s:.1f}/s, noop {noops[-1].per_s:.1f}/s")
     ratios = [a.per_s / b.per_s for a, b in zip(sagas, noops, strict=True)]
     saga, noop = combine(sagas), combine(noops)
+    steps = {
+        "saga": (await sample_steps(run.client, f"WorkflowType='PlaceOrder' AND {since}")).means(),
+        "noop": (await sample_steps(run.client, f"WorkflowType='BenchNoop' AND {since}")).means(),
+    }
     figures = summary(saga, noop, ratios, usage) | {
         "follow": mode.follow,
         "concurrency": None if mode.rate else mode.concurrency,
@@ -169,13 +176,15 @@ async def run_mode(run: Run, mode: Mode) -> dict[str, Any]:
             "noop": scale(noops, args.window),
             "cpu_ms_per_order": {side: w.figures() for side, w in windows.items()},
         },
+        "steps_ms": steps,
     }
     heading = f"mode {mode.name}: {args.rounds} round(s) of {args.orders} orders, {load}"
     heading += f", clients follow by {mode.follow}"
     print(
         f"\n{heading}\n{table(saga, noop, statistics.median(ratios), mode.follow)}\n"
         f"ratio per round: {', '.join(f'{r:.2f}' for r in ratios)}\n"
-        f"{scale_lines(figures['scale'])}{usage_lines(usage)}\n",
+        f"{scale_lines(figures['scale'])}{usage_lines(usage)}\n\n"
+        f"{steps_table(steps['saga'], steps['noop'])}\n",
         flush=True,
     )
     return figures
@@ -248,12 +257,8 @@ async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -
             if noop_rate:
                 figures[mode.name]["noop_saturated_per_s"] = round(noop_rate, 2)
     rss = {name: peak_rss_mb(run.pids[name]) for name in MEASURED}
-    steps = {
-        "saga": (await sample_steps(client, "WorkflowType='PlaceOrder'")).means(),
-        "noop": (await sample_steps(client, "WorkflowType='BenchNoop'")).means(),
-    }
     print(
-        f"{steps_table(steps['saga'], steps['noop'])}\n\npeak RSS (VmHWM): "
+        "peak RSS (VmHWM): "
         + ", ".join(f"{k} {v} MiB" for k, v in rss.items())
         + f"\n{ACTIVITIES_PER_ORDER} activities per order; database "
         f"{backend(settings.database_url)}\n",
@@ -265,7 +270,6 @@ async def bench(sup: Supervisor, settings: Settings, args: argparse.Namespace) -
         "rounds": args.rounds,
         **figures,
         "rss_mb": rss,
-        "steps_ms": steps,
     }
 
 

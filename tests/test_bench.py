@@ -135,6 +135,30 @@ def test_steps_of_a_recorded_history_match_its_events() -> None:
     # Each step lies within the workflow's run.
     first, last = history.events[0].event_time, history.events[-1].event_time
     assert max(every) <= last.ToMilliseconds() - first.ToMilliseconds() + 1
+    # PAID once, at the start of the workflow task that upserted it; the last step (the
+    # DELIVERED notification) after it.
+    [to_paid], [to_last_step] = steps.to_paid, steps.to_last_step
+    upserts = [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+    paid = next(
+        e
+        for e in upserts
+        if e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields[
+            "OrderStatus"
+        ].data
+        == b'"PAID"'
+    )
+    task_started = max(
+        e.event_time.ToMilliseconds()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and e.event_id < paid.event_id
+    )
+    assert to_paid == pytest.approx(task_started - first.ToMilliseconds(), abs=1)
+    assert 0 < to_paid < to_last_step
+    assert means["to_paid"] == round(to_paid, 1)
 
 
 def test_steps_pool_histories_and_print_side_by_side() -> None:
@@ -143,6 +167,7 @@ def test_steps_pool_histories_and_print_side_by_side() -> None:
         steps.add(_history(name).events)
     means = steps.means()
     assert means["histories"] == 2 and "release_stock" in means["activities"]  # declined
+    assert len(steps.to_paid) == 1 and len(steps.to_last_step) == 2  # the declined: no PAID
     empty = Steps().means()
     assert empty["workflow_task_run"] is None and empty["activities"] == {}
     text = steps_table(means, empty)
@@ -230,13 +255,18 @@ def test_bench_runs_each_mode_and_prints_json(tmp_path: Path, db_url: str) -> No
                 assert figures["first_per_s"] > 0 and figures["ratio"] > 0
                 cpu = result[name]["scale"]["cpu_ms_per_order"][side]
                 assert cpu["first"]["temporal"] >= 0 and cpu["last"]["temporal"] >= 0
-        # Where the time went, from the histories of both sides (no warm-up: these runs').
-        saga_steps, noop_steps = result["steps_ms"]["saga"], result["steps_ms"]["noop"]
-        assert saga_steps["histories"] == noop_steps["histories"] == 12
-        assert set(noop_steps["activities"]) == {"bench_noop_step"}
-        assert {"get_user", "reserve_stock", "charge", "save_order"} <= set(
-            saga_steps["activities"]
-        )
+        # Where the time went, from each mode's own histories (4 a side: no warm-up, no
+        # other mode's): every step and both milestones measured on both sides.
+        for name in ("sse", "poll", "open"):
+            saga_steps = result[name]["steps_ms"]["saga"]
+            noop_steps = result[name]["steps_ms"]["noop"]
+            assert saga_steps["histories"] == noop_steps["histories"] == 4
+            assert set(noop_steps["activities"]) == {"bench_noop_step"}
+            assert {"get_user", "reserve_stock", "charge", "save_order"} <= set(
+                saga_steps["activities"]
+            )
+            for steps in (saga_steps, noop_steps):
+                assert 0 < steps["to_paid"] < steps["to_last_step"]
         assert set(result["rss_mb"]) == {"temporal", "worker", "services", "api"}
         assert all(v and v > 0 for v in result["rss_mb"].values())
         return
