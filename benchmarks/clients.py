@@ -56,8 +56,11 @@ def http_session(base_url: str) -> aiohttp.ClientSession:
     was a third of a core taken from the saga's side alone."""
     return aiohttp.ClientSession(
         base_url,
-        # Open-loop arrivals are not bounded by clients: neither are the connections.
-        connector=aiohttp.TCPConnector(limit=0),
+        # Open-loop arrivals are not bounded by clients: neither are the connections. An
+        # idle connection is dropped well before uvicorn's keep-alive timeout (5 s) closes
+        # it: aiohttp's own default (15 s) reused connections the server was closing after a
+        # no-op round (ServerDisconnectedError in a PostgreSQL run's poll mode).
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0),
         timeout=aiohttp.ClientTimeout(total=ORDER_TIMEOUT),
     )
 
