@@ -410,7 +410,18 @@ async def test_the_session_cookie_needs_the_csrf_token_for_changes(site: Site) -
         assert r.status_code == 404
 
         # The login page sends back only to a path of this site.
-        for elsewhere in ("//evil.example/", "/\\evil.example/", "https://evil.example/"):
+        # Browsers drop tabs and newlines from a URL: "/<TAB>/host" would be "//host".
+        elsewhere_all = (
+            "//evil.example/",
+            "/\\evil.example/",
+            "https://evil.example/",
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "\t//evil.example/",
+            "/ /evil.example/",
+            "/shop\\..\\/evil.example/",
+        )
+        for elsewhere in elsewhere_all:
             login = await browser_like.get("/shop/login", params={"next": elsewhere})
             assert 'data-next="/"' in login.text, elsewhere
         login = await browser_like.get("/shop/login", params={"next": "/shop/cart"})

@@ -9,6 +9,7 @@ its viewer could not read with curl.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +25,12 @@ from core.messages import OrderStatus
 from core.tokens import AccessClaims
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
+# Where the login page may send the browser back to: a path of this site, never another
+# site. A second slash or a backslash after the first slash would name a host (browsers read
+# a backslash as a slash there); a space, a backslash or a control character anywhere is
+# refused too, since browsers drop tabs and newlines from a URL before reading it (a slash,
+# a tab and a slash is "//host").
+_LOCAL_PATH = re.compile(r"/(?![/\\])[^\x00-\x20\x7f\\]*")
 templates = Jinja2Templates(directory=PAGES / "templates")  # autoescapes .html
 router = APIRouter(include_in_schema=False)
 
@@ -96,9 +103,7 @@ async def cart(request: Request, caller: OptionalCallerDep) -> Response:
 
 @router.get("/shop/login", response_class=HTMLResponse)
 async def login(request: Request, caller: OptionalCallerDep, next: str = "/") -> Response:
-    # Only a path of this site: never an open redirect to another one.
-    # (Browsers read "/\\host" as "//host".)
-    safe_next = next if next.startswith("/") and next[1:2] not in ("/", "\\") else "/"
+    safe_next = next if _LOCAL_PATH.fullmatch(next) else "/"
     return _render(request, caller, "login.html", "account.js", next=safe_next)
 
 
