@@ -441,6 +441,45 @@ async def test_mutating_routes_are_rate_limited_per_caller(
         assert r.status_code == 404
 
 
+async def test_logins_count_per_address_too(stack: Stack, world: World) -> None:
+    """LOGIN_RATE_LIMIT counts each email apart; one password tried on many emails (password
+    spraying) runs into RATE_LIMIT per client address, through either login route."""
+    async with (
+        limited_api(stack, rate_limit="3/minute", login_rate_limit="0") as client,
+        client() as http,
+    ):
+        for n in range(2):
+            guess = {"username": f"spray-{n}-{uuid.uuid4().hex[:6]}@example.com", "password": "x"}
+            assert (await http.post("/auth/token", data=guess)).status_code == 401
+        guess = {"username": f"spray-{uuid.uuid4().hex[:6]}@example.com", "password": "x"}
+        assert (await http.post("/auth/session", data=guess)).status_code == 401
+        right = {"username": world.owner_email, "password": PASSWORD}
+        r = await http.post("/auth/token", data=right)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "RATE_LIMITED", r.text
+        assert (await http.post("/auth/session", data=right)).status_code == 429
+    # From another address, the same login goes through.
+    async with limited_api(stack, rate_limit="3/minute") as client, client() as http:
+        right = {"username": world.owner_email, "password": PASSWORD}
+        assert (await http.post("/auth/token", data=right)).status_code == 200
+
+
+async def test_login_form_is_bounded(stack: Stack, world: World) -> None:
+    """An email or a password too long to be one is refused before any check or count."""
+    too_long = {"username": "a" * 310 + "@example.com", "password": PASSWORD}
+    huge_password = {"username": world.owner_email, "password": "p" * 1025}
+    for route in ("/auth/token", "/auth/session"):
+        for form in (too_long, huge_password, {"username": "", "password": PASSWORD}):
+            r = await stack.http.post(route, data=form)
+            assert r.status_code == 422, (route, r.text)
+            assert PASSWORD not in r.text and "p" * 1025 not in r.text
+    # The OAuth2 form's grant_type, when sent, is "password".
+    right = {"username": world.owner_email, "password": PASSWORD}
+    ok = await stack.http.post("/auth/token", data=right | {"grant_type": "password"})
+    assert ok.status_code == 200
+    wrong = await stack.http.post("/auth/token", data=right | {"grant_type": "client"})
+    assert wrong.status_code == 422
+
+
 async def test_replicas_share_counters_in_redis(stack: Stack, world: World) -> None:
     limits = {"login_rate_limit": "2/minute", "rate_limit_storage_url": STORAGES[1]}
     wrong = {"username": world.owner_email, "password": "wrong password"}

@@ -9,17 +9,14 @@ send back in `X-CSRF-Token` on every request that changes state (api/auth.py che
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Form, Request, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
 from api.auth import SESSION_COOKIE, csrf_token_for
 from api.deps import SettingsDep, StubsDep
 from api.models import error_responses
-from api.rate_limits import RateLimitsDep
-from api.routes.auth import login
+from api.rate_limits import RateLimited, RateLimitsDep
+from api.routes.auth import Email, Password, authenticate
 from core.tokens import read_access_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -47,11 +44,14 @@ def set_session_cookie(request: Request, response: Response, token: str, max_age
 
 
 @router.post(
-    "/session", response_model=SessionPublic, responses=error_responses(401, 422, 429, 502, 503)
+    "/session",
+    response_model=SessionPublic,
+    responses=error_responses(401, 422, 429, 502, 503),
+    dependencies=[RateLimited],
 )
 async def open_session(
-    username: Annotated[str, Form(min_length=1, max_length=320)],
-    password: Annotated[str, Form(min_length=1, max_length=1024)],
+    username: Email,
+    password: Password,
     request: Request,
     response: Response,
     stubs: StubsDep,
@@ -60,8 +60,7 @@ async def open_session(
 ) -> SessionPublic:
     """Logs in as `POST /auth/token` does (form `username` = email, `password`), and keeps
     the token in an HttpOnly cookie."""
-    form = OAuth2PasswordRequestForm(username=username, password=password)
-    token = await login(form, request, stubs, settings, limits)
+    token = await authenticate(username, password, request, stubs, settings, limits)
     secret: str = request.app.state.jwt_secret
     claims = read_access_token(secret, token.access_token)
     set_session_cookie(request, response, token.access_token, token.expires_in)
