@@ -454,6 +454,26 @@ async def test_a_cancel_while_another_cancel_order_runs_waits_for_it(
 # stops answering queries in time. None of them needs time to be skipped.
 
 
+async def test_an_order_being_refunded_after_its_deadline_cannot_be_shipped(
+    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
+) -> None:
+    """The deadline's CancelOrder refunds the order, which reads PAID until it is done: a
+    ship then is refused (409 at the API), not answered with the CANCELLED order."""
+    gate = shop.gates["notify:ORDER_CANCELLED"] = asyncio.Event()
+    handle = await start(dev_env, task_queue, fulfilment_deadline_seconds=1)
+    await _in_flight(shop, "notify:ORDER_CANCELLED")  # refunded; the child's last step held
+    assert (await status_of(handle)).status == OrderStatus.PAID
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await handle.execute_update("request_ship", result_type=OrderSnapshot)
+    assert "cannot be shipped" in str(info.value.cause)
+    await handle.signal("ship")  # ignored as well
+    gate.set()
+    result = await handle.result()
+    assert (result.status, result.failure_reason) == (OrderStatus.CANCELLED, "NOT_SHIPPED")
+    assert "SHIPPED" not in [h.status for h in result.history]
+    assert shop.refunds[result.order_id] == 1
+
+
 async def test_cancelling_the_workflow_compensates_and_fails_the_order(
     dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
 ) -> None:

@@ -80,6 +80,9 @@ class PlaceOrder:
         self._cancel: CancelRequest | None = None
         self._ship = False
         self._deliver = False
+        # A CancelOrder child is refunding this PAID order (it reads PAID until the refund
+        # is done): it is no longer the admin's to ship.
+        self._closing = False
 
     @workflow.query(name="status")
     def status(self) -> OrderSnapshot:
@@ -121,7 +124,8 @@ class PlaceOrder:
 
     @request_ship.validator
     def _check_ship(self) -> None:
-        self._check(self._snap.status == OrderStatus.PAID and self._cancel is None, "shipped")
+        paid = self._snap.status == OrderStatus.PAID
+        self._check(paid and self._cancel is None and not self._closing, "shipped")
 
     def _on_ship(self) -> None:
         self._check_ship()
@@ -322,6 +326,7 @@ class PlaceOrder:
     async def _cancel_paid(self, reason: FailureReason, words: str | None = None) -> None:
         """Hands a PAID order to CancelOrder (refund, restock, save, notify); it is then
         CANCELLED. The order reads PAID until the refund is done."""
+        self._closing = True
         after = self._snap.model_copy(deep=True)
         after.payment_status = PaymentStatus.REFUNDED
         _move(after, OrderStatus.CANCELLED, reason, words)
