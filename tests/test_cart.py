@@ -22,12 +22,16 @@ from core.messages import (
     CartCheckedOut,
     CartRefusal,
     CartState,
+    OrderItem,
+    PlaceOrderInput,
     ProductInfo,
     SetCartItem,
+    ShippingAddress,
     cart_workflow_id_for,
 )
 from services.product.models import ProductRow
 from tests.api_fixtures import GOOD_CARD, SHIPPING_ADDRESS, Stack
+from workflows.place_order import PlaceOrder
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -259,3 +263,29 @@ async def test_concurrent_changes_from_two_devices_all_land(stack: Stack) -> Non
     got = {i["product_id"]: i["quantity"] for i in cart["items"]}
     assert got == {p["id"]: n + 1 for n, p in enumerate(products)}
     assert cart["version"] == len(products)
+
+
+async def test_a_cart_whose_query_fails_answers_503_not_500(stack: Stack) -> None:
+    """The workflow at the cart's id cannot answer the cart's query (here: an order's
+    workflow holds it; after a bad deploy, a cart whose workflow task fails): reading the
+    cart answers 503, not a 500."""
+    who = await customer(stack)
+    user_id = user_of(stack, who)
+    handle = await stack.client.start_workflow(
+        PlaceOrder.run,
+        PlaceOrderInput(
+            order_id=uuid.uuid4().hex,
+            user_id=user_id,
+            items=[OrderItem(product_id="no-such-product", quantity=1)],
+            card_token="tok_none",
+            shipping_address=ShippingAddress(**SHIPPING_ADDRESS),
+        ),
+        id=cart_workflow_id_for(user_id),
+        task_queue=stack.settings.temporal_task_queue,
+    )
+    try:
+        r = await stack.http.get("/cart", headers=who)
+        assert_error(r, 503, "TEMPORAL_UNAVAILABLE")
+        assert "cart" in r.json()["error"]["message"]
+    finally:
+        await handle.terminate("test over")

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Response, status
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -153,6 +154,11 @@ async def read_cart(client: Client, user_id: str) -> CartState:
         if err.status == RPCStatusCode.NOT_FOUND:
             return CartState(user_id=user_id)
         raise
+    except WorkflowQueryFailedError as err:
+        # The worker could not answer for it (its workflow task fails: a bad deploy, a
+        # payload it cannot decode): a condition to fix and retry, not a 500.
+        log.warning("cart query for user %s failed: %s", user_id, err)
+        raise temporal_unavailable("the cart cannot be read now") from None
 
 
 # --- the catalogue's view of it ---------------------------------------------------------
