@@ -50,7 +50,7 @@ ADMIN_RETRY_EVERY = 2.0
 async def ensure_admin(stubs: Stubs, settings: Settings) -> None:
     """Creates the ADMIN_EMAIL account, or brings its password and role up to date; raises
     when the services refuse it (an invalid ADMIN_EMAIL or ADMIN_PASSWORD), which stops the
-    start-up."""
+    start-up when it comes within ADMIN_WAIT (and is logged as an error when later)."""
     request = user_pb2.CreateUserRequest(
         email=settings.admin_email,
         name="Admin",
@@ -68,6 +68,13 @@ async def ensure_admin(stubs: Stubs, settings: Settings) -> None:
         else:
             log.info("admin account %s ready", settings.admin_email)
             return
+
+
+def _report_admin_failure(task: asyncio.Task[None]) -> None:
+    """Logs why the admin account could not be set up once the API is already serving (the
+    services came up after ADMIN_WAIT and refused it): the API runs without an admin."""
+    if not task.cancelled() and (err := task.exception()) is not None:
+        log.error("%s; the API runs without an admin account until it restarts", err)
 
 
 TAGS = [
@@ -104,6 +111,8 @@ def create_app(
         admin = asyncio.create_task(ensure_admin(stubs, settings))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(admin), ADMIN_WAIT)
+        # Still waiting for the services: a refusal that comes later must not go unread.
+        admin.add_done_callback(_report_admin_failure)
         app.state.watch = watch = OrderWatch(engine)
         watch.start()
         if client is None:

@@ -9,6 +9,7 @@ it must name every route.)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +23,7 @@ import jwt
 import pytest
 from pydantic import SecretStr
 
-from api.main import create_app
+from api.main import _report_admin_failure, create_app
 from core.secrets import resolved_admin_password, resolved_jwt_secret
 from core.tokens import ADMIN_ROLE, CUSTOMER_ROLE, issue_access_token
 from tests.api_fixtures import DECLINED_CARD, PASSWORD, SHIPPING_ADDRESS, Stack, bearer
@@ -503,6 +504,29 @@ async def test_zero_turns_a_limit_off(stack: Stack, world: World) -> None:
 
 
 # --- the admin account -------------------------------------------------------------------
+
+
+async def test_a_late_refusal_of_the_admin_account_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past ADMIN_WAIT the API serves while ensure_admin still waits for the services; if
+    they then refuse the account, the refusal is logged as an error, not lost in its task."""
+
+    async def refused() -> None:
+        raise RuntimeError("the admin account is refused: password too short")
+
+    task = asyncio.create_task(refused())
+    await asyncio.gather(task, return_exceptions=True)
+    with caplog.at_level(logging.ERROR, logger="api"):
+        _report_admin_failure(task)
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and "password too short" in record.getMessage()
+    assert "without an admin account" in record.getMessage()
+    done = asyncio.create_task(asyncio.sleep(0))
+    await done
+    caplog.clear()
+    _report_admin_failure(done)  # set up in time: nothing to say
+    assert not caplog.records
 
 
 async def test_each_start_brings_the_admin_account_up_to_date(stack: Stack) -> None:

@@ -105,11 +105,11 @@ def brand_of(number: str) -> str:
     return next((b for b, prefixes in _BRANDS if number.startswith(prefixes)), "unknown")
 
 
-def _token_refused(token: str) -> FailedPrecondition:
+def _token_refused() -> FailedPrecondition:
     # Unknown and another customer's answer alike: a token cannot be probed for its owner.
+    # No part of the token in the message: it travels to the worker's logs and the history.
     return FailedPrecondition(
-        f"card token {token[:12]}... is not one of this customer's cards",
-        reason=Reason.CARD_TOKEN_INVALID,
+        "the card token is not one of this customer's cards", reason=Reason.CARD_TOKEN_INVALID
     )
 
 
@@ -212,7 +212,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         def work(conn: Connection) -> tuple[PaymentRow, DomainError | None]:
             card = row_by_key(conn, CardRow, token)
             if card is None or card.user_id != user_id:
-                raise _token_refused(token)
+                raise _token_refused()
             row = _locked_row(conn, order_id)
             if row.status == PaymentStatus.CAPTURED:
                 return row, None
