@@ -63,7 +63,7 @@ class FailureReason(StrEnum):
     # A PAID order that was not shipped before the fulfilment deadline (CANCELLED).
     NOT_SHIPPED = "NOT_SHIPPED"
     # The workflow itself was cancelled through Temporal (`temporal workflow cancel`):
-    # FAILED before payment, CANCELLED (refunded) after.
+    # CANCELLED, its steps undone (refunded and restocked once paid).
     WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
 
 

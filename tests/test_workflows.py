@@ -474,7 +474,7 @@ async def test_an_order_being_refunded_after_its_deadline_cannot_be_shipped(
     assert shop.refunds[result.order_id] == 1
 
 
-async def test_cancelling_the_workflow_compensates_and_fails_the_order(
+async def test_cancelling_the_workflow_compensates_and_cancels_the_order(
     dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
 ) -> None:
     shop.charge_blocks = True
@@ -491,12 +491,12 @@ async def test_cancelling_the_workflow_compensates_and_fails_the_order(
         await handle.result()
     assert isinstance(info.value.cause, CancelledError)
     snap = shop.saved[-1]
-    assert snap.status == OrderStatus.FAILED
-    assert snap.failure_reason == "WORKFLOW_CANCELLED"
+    assert snap.status == OrderStatus.CANCELLED
+    assert (snap.failure_reason, snap.cancel_reason) == ("WORKFLOW_CANCELLED", None)
     assert shop.reserved == {} and shop.stock == {"p-1": 10, "p-2": 10}
     i = shop.calls.index
     assert i("charge") < i("refund") < i("release_stock")
-    assert shop.notifications[-1][1] == "ORDER_FAILED"
+    assert shop.notifications[-1][1] == "ORDER_CANCELLED"
 
 
 async def _in_flight(shop: FakeShop, call: str) -> None:
@@ -519,7 +519,7 @@ async def _cancel_during(
     assert isinstance(info.value.cause, CancelledError)
 
 
-async def test_cancelling_the_workflow_while_it_saves_the_new_order_fails_it(
+async def test_cancelling_the_workflow_while_it_saves_the_new_order_cancels_it(
     dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
 ) -> None:
     gate = shop.gates["save:PENDING"] = asyncio.Event()
@@ -527,8 +527,8 @@ async def test_cancelling_the_workflow_while_it_saves_the_new_order_fails_it(
     await _cancel_during(handle, shop, "save:PENDING", gate)
     # Not left PENDING for ever: the read model gets its end, the customer a notification.
     snap = shop.saved[-1]
-    assert (snap.status, snap.failure_reason) == (OrderStatus.FAILED, "WORKFLOW_CANCELLED")
-    assert [n[1] for n in shop.notifications] == ["ORDER_FAILED"]
+    assert (snap.status, snap.failure_reason) == (OrderStatus.CANCELLED, "WORKFLOW_CANCELLED")
+    assert [n[1] for n in shop.notifications] == ["ORDER_CANCELLED"]
     assert "reserve_stock" not in shop.calls and shop.captured == {}
 
 

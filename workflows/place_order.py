@@ -240,16 +240,18 @@ class PlaceOrder:
             return False
 
     async def _roll_back(self, saga: Saga, reason: FailureReason) -> None:
-        """Compensates, then ends the order: CANCELLED when the customer cancelled it, else
-        FAILED."""
+        """Compensates, then ends the order: CANCELLED when it was cancelled (by the customer
+        or an admin, or the workflow itself through Temporal), else FAILED."""
         if reason == FailureReason.PAYMENT_DECLINED:
             self._snap.payment_status = PaymentStatus.DECLINED
         await saga.compensate()
-        if reason == FailureReason.WORKFLOW_CANCELLED and self._cancel is not None:
+        if reason != FailureReason.WORKFLOW_CANCELLED:
+            await self._end(OrderStatus.FAILED, reason)
+        elif self._cancel is not None:
             words = self._cancel.reason
             await self._end(OrderStatus.CANCELLED, FailureReason.CANCELLED_BY_CUSTOMER, words)
         else:
-            await self._end(OrderStatus.FAILED, reason)
+            await self._end(OrderStatus.CANCELLED, FailureReason.WORKFLOW_CANCELLED)
 
     async def _price(self, inp: PlaceOrderInput) -> None:
         """Looks up the customer and each product at once; prices the order's lines."""
