@@ -22,6 +22,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 # is a key of the login limit until its window ends.
 Email = Annotated[str, Form(min_length=1, max_length=320, description="the user's email")]
 Password = Annotated[str, Form(min_length=1, max_length=1024)]
+# Optional, as in FastAPI's OAuth2PasswordRequestForm; when sent, only this flow's.
 GrantType = Annotated[str | None, Form(pattern="^password$")]
 
 
