@@ -97,7 +97,7 @@ def test_our_processes_share_their_secrets_and_the_ui_decodes_through_the_codec(
         assert "shop-data:/data" in svc["volumes"], name
     services = compose["services"]
     codec = environment(services["codec"])
-    assert f"{codec['CODEC_PORT']}:{codec['CODEC_PORT']}" in services["codec"]["ports"]
+    assert services["codec"]["ports"] == [f"127.0.0.1:{codec['CODEC_PORT']}:{codec['CODEC_PORT']}"]
     ui = environment(services["temporal-ui"])
     assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{codec['CODEC_PORT']}"
     assert codec["CODEC_CORS_ORIGINS"] == "http://localhost:8080"  # the UI's published origin
@@ -117,6 +117,18 @@ def test_the_search_attributes_are_registered(compose: dict[str, Any]) -> None:
     assert "search-attribute create" in script and "--type Keyword" in script
     for name in ("OrderStatus", "CustomerId"):
         assert name in script
+
+
+def test_only_the_api_is_published_beyond_loopback(compose: dict[str, Any]) -> None:
+    """Temporal's frontend, its Web UI, the codec and the observability tools have no login
+    of their own (a client of the frontend reads and starts any workflow, and the codec
+    decrypts for it): they listen on the host's loopback only. The API checks every caller."""
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            if name != "api":
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port}"
+    api = environment(compose["services"]["api"])
+    assert api["TEMPORAL_UI_URL"] == "http://localhost:8080"  # the back office's links
 
 
 def test_published_host_ports_do_not_clash(compose: dict[str, Any]) -> None:
