@@ -14,7 +14,9 @@ TASK_QUEUE = "orders"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+    # A refused setting's error names the setting, never the values read: they include the
+    # secrets (ADMIN_PASSWORD, JWT_SECRET, PAYLOAD_KEYS), and the error goes to the logs.
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Path(".data")
     # Empty means sqlite:///$DATA_DIR/shop.db.

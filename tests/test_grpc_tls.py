@@ -250,6 +250,11 @@ def test_the_three_tls_files_go_together(pki: Pki) -> None:
             grpc_tls_key=pki.client.grpc_tls_key,
         )
     assert Settings(grpc_tls_ca="", grpc_tls_cert="", grpc_tls_key="").grpc_tls is None
+    # The error goes to the logs: it names what is wrong, never the values read (secrets).
+    secret = "S3cr3t-9876"  # short: pydantic's shortened view of the input shows its tail
+    with pytest.raises(ValidationError) as info:
+        Settings(grpc_tls_ca=pki.client.grpc_tls_ca, admin_password=secret)
+    assert "GRPC_TLS_CERT" in str(info.value) and secret not in str(info.value)
 
 
 async def until_paid(http: httpx.AsyncClient, order_id: str, timeout: float = 60) -> None:
