@@ -115,9 +115,10 @@ class EncryptionCodec(PayloadCodec):
         data = payload.data
         try:
             return Payload.FromString(cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], None))
-        except InvalidTag:
+        except (InvalidTag, ValueError):  # ValueError: too short to hold its nonce
             raise PayloadKeyError(
-                f"payload does not decrypt with key {key_id!r}: altered, or another key of that id"
+                f"payload does not decrypt with key {key_id!r}: altered, truncated, or another "
+                "key of that id"
             ) from None
 
 

@@ -344,6 +344,10 @@ async def test_a_payload_under_another_key_of_the_same_id_or_altered_fails_clear
     altered = Payload(metadata=payload.metadata, data=payload.data[:-1] + b"\0")
     with pytest.raises(PayloadKeyError, match="does not decrypt"):
         await codec.decode([altered])
+    # Too short to hold its nonce: the same clear error, not a ValueError of the cipher.
+    truncated = Payload(metadata=payload.metadata, data=payload.data[:5])
+    with pytest.raises(PayloadKeyError, match="does not decrypt"):
+        await codec.decode([truncated])
 
 
 async def test_payloads_it_did_not_encrypt_pass_through_unchanged() -> None:
@@ -502,6 +506,12 @@ async def test_undecodable_payloads_and_other_namespaces_get_clear_errors(tmp_pa
     async with serving(keyed_settings(tmp_path, generate_payload_key("k1"))) as http:
         reply = await post_payloads(http, "/decode", [foreign])
         assert reply.status_code == 400 and "'k9'" in reply.json()["error"]["message"]
+        (mine,) = await EncryptionCodec(parse_payload_keys(generate_payload_key("k1"))).encode(
+            [plain("x")]
+        )
+        truncated = Payload(metadata=mine.metadata, data=mine.data[:5])
+        reply = await post_payloads(http, "/decode", [truncated])
+        assert reply.status_code == 400 and "does not decrypt" in reply.json()["error"]["message"]
         for path, headers in (("/other/decode", {}), ("/decode", {"X-Namespace": "other"})):
             reply = await post_payloads(http, path, [plain("x")], headers=headers)
             assert reply.status_code == 404, (path, reply.text)
