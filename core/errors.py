@@ -43,6 +43,8 @@ class Reason(StrEnum):
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     # A charge after the order's payment was refunded or voided (a refund came first).
     PAYMENT_VOIDED = "PAYMENT_VOIDED"
+    # A reserve after the order's stock was released (a release came first).
+    RESERVATION_RELEASED = "RESERVATION_RELEASED"
     INSUFFICIENT_STOCK = "INSUFFICIENT_STOCK"
     STOCK_NOT_FOUND = "STOCK_NOT_FOUND"
     RESERVATION_NOT_FOUND = "RESERVATION_NOT_FOUND"

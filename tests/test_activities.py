@@ -116,7 +116,9 @@ async def test_release_before_reserve_means_a_late_reserve_takes_nothing(stubs: 
     pid, order = await new_product(stubs, stock=2), uid()
     await env.run(acts.release_stock, ReleaseStockInput(order_id=order))
     inp = ReserveStockInput(order_id=order, items=[OrderItem(product_id=pid, quantity=1)])
-    await env.run(acts.reserve_stock, inp)
+    # Refused for good: the saga must not go on to charge for stock the order does not hold.
+    err = await business_error(env.run(acts.reserve_stock, inp))
+    assert err.type == "RESERVATION_RELEASED" and err.non_retryable
     level = await stubs.inventory.GetStock(inventory_pb2.GetStockRequest(product_id=pid))
     assert level.available == 2
 

@@ -101,7 +101,7 @@ async def test_reserve_is_idempotent_and_merges_lines(stubs: Stubs) -> None:
     assert got.status == RESERVED and len(got.lines) == 2
 
 
-async def test_release_is_idempotent(stubs: Stubs) -> None:
+async def test_release_is_idempotent(stubs: Stubs, expect_error: ExpectError) -> None:
     a = await stock(stubs, 4)
     order_id = uid("o-")
     await stubs.inventory.ReserveStock(reserve(order_id, (a, 3)))
@@ -113,20 +113,32 @@ async def test_release_is_idempotent(stubs: Stubs) -> None:
     ]
     await stubs.inventory.ReleaseStock(release)
     assert await available(stubs, a) == 4
-    # A late retry of the reservation takes nothing.
-    late = await stubs.inventory.ReserveStock(reserve(order_id, (a, 3)))
-    assert late.status == RELEASED
+    # A late retry of the reservation takes nothing: refused, the order no longer holds any.
+    await expect_error(
+        stubs.inventory.ReserveStock(reserve(order_id, (a, 3))),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "RESERVATION_RELEASED",
+    )
     assert await available(stubs, a) == 4
 
 
-async def test_release_before_reserve_leaves_a_tombstone(stubs: Stubs) -> None:
+async def test_release_before_reserve_leaves_a_tombstone(
+    stubs: Stubs, expect_error: ExpectError
+) -> None:
     a = await stock(stubs, 2)
     order_id = uid("o-")
     tomb = await stubs.inventory.ReleaseStock(inv.ReleaseStockRequest(order_id=order_id))
     assert tomb.status == RELEASED and not tomb.lines
-    late = await stubs.inventory.ReserveStock(reserve(order_id, (a, 1)))
-    assert late.status == RELEASED and not late.lines
+    # The reserve that comes after is refused (the saga must not go on to charge for stock
+    # it does not hold), and takes nothing.
+    await expect_error(
+        stubs.inventory.ReserveStock(reserve(order_id, (a, 1))),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "RESERVATION_RELEASED",
+    )
     assert await available(stubs, a) == 2
+    got = await stubs.inventory.GetReservation(inv.GetReservationRequest(order_id=order_id))
+    assert got.status == RELEASED and not got.lines
 
 
 async def test_concurrent_orders_never_oversell(stubs: Stubs) -> None:
@@ -146,13 +158,21 @@ async def test_concurrent_reserve_and_release_of_one_order(stubs: Stubs) -> None
     a = await stock(stubs, 10)
     order_id = uid("o-")
     req = reserve(order_id, (a, 2))
-    await asyncio.gather(
+    answers = await asyncio.gather(
         *(stubs.inventory.ReserveStock(req) for _ in range(5)),
         *(
             stubs.inventory.ReleaseStock(inv.ReleaseStockRequest(order_id=order_id))
             for _ in range(3)
         ),
+        return_exceptions=True,
     )
+    # A reserve that comes after a release is refused; nothing else fails.
+    for answer in answers:
+        if isinstance(answer, grpc.aio.AioRpcError):
+            assert answer.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "released" in (answer.details() or "")
+        else:
+            assert not isinstance(answer, BaseException), answer
     await stubs.inventory.ReleaseStock(inv.ReleaseStockRequest(order_id=order_id))
     assert await available(stubs, a) == 10
 

@@ -267,12 +267,19 @@ class InventoryServicer(inventory_pb2_grpc.InventoryServiceServicer):
     async def ReserveStock(
         self, request: inventory_pb2.ReserveStockRequest, context: Context
     ) -> inventory_pb2.Reservation:
-        """Reserves every line or none (OUT_OF_STOCK); a repeat returns the reservation."""
+        """Reserves every line or none (OUT_OF_STOCK); a repeat returns the reservation. An
+        order whose stock was released (a release that came first leaves a tombstone) is
+        refused RESERVATION_RELEASED: it must not go on as if it held its units."""
         order_id = ident("order_id", request.order_id)
         lines = merge_lines(list(request.lines))
 
         def work(conn: Connection) -> tuple[Reservation, list[Change]]:
             status = conn.execute(_RESERVATION_STATUS, {"order_id": order_id}).scalar()
+            if status == RELEASED:
+                raise FailedPrecondition(
+                    f"order {order_id}'s stock was released: it cannot be reserved again",
+                    reason=Reason.RESERVATION_RELEASED,
+                )
             if status is not None:
                 found = conn.execute(_RESERVATION_LINES, {"order_id": order_id}).all()
                 return Reservation(order_id, status, [(p, q) for p, q in found]), []
