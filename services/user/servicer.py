@@ -95,7 +95,8 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
                     return same_id
                 raise AlreadyExists(f"user id {user_id} is taken", reason=Reason.USER_ID_TAKEN)
             if _by_email(session, key) is not None:
-                raise AlreadyExists(f"email {email} is taken", reason=Reason.EMAIL_TAKEN)
+                # Not the email itself: the message travels into logs and trace spans.
+                raise AlreadyExists("this email is taken", reason=Reason.EMAIL_TAKEN)
             row = UserRow(
                 id=user_id,
                 email=email,
