@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from api.deps import GRPC_TIMEOUT, TemporalConnector
 from api.errors import install_error_handlers
+from api.headers import SecurityHeaders
 from api.rate_limits import RateLimits
 from api.routes import (
     auth,
@@ -142,6 +143,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
     telemetry.instrument_app(app)  # GET /metrics; FastAPI's spans when tracing is on
     for module in (health, auth, users, products, categories, checkout, orders, cart):
         app.include_router(module.router)

@@ -432,6 +432,69 @@ async def test_the_session_cookie_needs_the_csrf_token_for_changes(site: Site) -
         assert (await browser_like.get("/users/me")).status_code == 401
 
 
+async def test_no_other_site_can_log_a_browser_in(site: Site) -> None:
+    """Login CSRF: a form on another site's page posting to /auth/session is refused (the
+    browser says so in Sec-Fetch-Site, an older one in Origin); the shop's own page and
+    clients that are not browsers log in."""
+    email, _ = await site.customer()
+    form = {"username": email, "password": PASSWORD}
+    host = httpx.URL(site.url).netloc.decode()
+    async with httpx.AsyncClient(base_url=site.url, timeout=30) as http:
+        for headers in (
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Sec-Fetch-Site": "same-site"},  # another port or subdomain: not this origin
+            {"Origin": "http://evil.example"},
+            {"Origin": "null"},
+        ):
+            r = await http.post("/auth/session", data=form, headers=headers)
+            assert r.status_code == 403, (headers, r.text)
+            assert r.json()["error"]["code"] == "CSRF_FAILED" and "set-cookie" not in r.headers
+        for headers in (
+            {"Sec-Fetch-Site": "same-origin", "Origin": f"http://{host}"},
+            {"Origin": f"http://{host}"},
+            {},
+        ):
+            http.cookies.clear()  # logged out: a change with the cookie needs its CSRF token
+            r = await http.post("/auth/session", data=form, headers=headers)
+            assert r.status_code == 200, (headers, r.text)
+
+
+async def test_pages_forbid_framing_and_caching_and_private_answers_are_not_stored(
+    site: Site,
+) -> None:
+    """The pages carry their CSP (this site only, no framing) and are never stored; any
+    answer to a caller with credentials is not stored either; a public one may be."""
+    email, _ = await site.customer()
+    async with httpx.AsyncClient(base_url=site.url, timeout=30) as http:
+        for path in ("/", "/shop/login", "/shop/cart"):
+            page = await http.get(path)
+            csp = page.headers["content-security-policy"]
+            assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, path
+            assert "object-src 'none'" in csp and "base-uri 'none'" in csp, path
+            assert page.headers["x-frame-options"] == "DENY", path
+            assert page.headers["cache-control"] == "no-store", path
+            assert page.headers["x-content-type-options"] == "nosniff", path
+        public = await http.get("/products")
+        assert public.headers["x-content-type-options"] == "nosniff"
+        assert public.headers["referrer-policy"] == "same-origin"
+        assert "cache-control" not in public.headers  # the catalogue may be cached
+        assert "content-security-policy" not in public.headers  # JSON: no page policy
+        static = await http.get("/static/common.js")
+        assert static.status_code == 200 and "no-store" not in static.headers.get(
+            "cache-control", ""
+        )
+        r = await http.post("/auth/session", data={"username": email, "password": PASSWORD})
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+        me = await http.get("/users/me")  # with the session cookie
+        assert me.status_code == 200 and me.headers["cache-control"] == "no-store"
+        cookie_static = await http.get("/static/common.js")
+        assert "no-store" not in cookie_static.headers.get("cache-control", "")
+    async with httpx.AsyncClient(base_url=site.url, timeout=30) as client:
+        token = await log_in(client, email, PASSWORD)
+        me = await client.get("/users/me", headers=bearer(token))
+        assert me.status_code == 200 and me.headers["cache-control"] == "no-store"
+
+
 async def test_the_feeds_stream_to_whom_they_may(site: Site) -> None:
     email, _ = await site.customer()
     callers: dict[str, dict[str, str]] = {

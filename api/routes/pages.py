@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.auth import SESSION_COOKIE, OptionalCallerDep, csrf_token_for
 from api.deps import PathId, SettingsDep
+from api.headers import PAGE_HEADERS
 from core.messages import OrderStatus
 from core.tokens import AccessClaims
 
@@ -66,7 +67,7 @@ def _render(
         "cart": "server" if _has_route(request, "/cart") else "local",
         "categories": _has_route(request, "/categories"),
     }
-    return templates.TemplateResponse(
+    response = templates.TemplateResponse(
         request,
         template,
         {
@@ -80,6 +81,8 @@ def _render(
         },
         status_code=status_code,
     )
+    response.headers.update(PAGE_HEADERS)
+    return response
 
 
 def _to_login(request: Request) -> RedirectResponse:

@@ -9,11 +9,14 @@ send back in `X-CSRF-Token` on every request that changes state (api/auth.py che
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
 from api.auth import SESSION_COOKIE, csrf_token_for
 from api.deps import SettingsDep, StubsDep
+from api.errors import ApiError
 from api.models import error_responses
 from api.rate_limits import RateLimited, RateLimitsDep
 from api.routes.auth import Email, Password, authenticate
@@ -46,7 +49,7 @@ def set_session_cookie(request: Request, response: Response, token: str, max_age
 @router.post(
     "/session",
     response_model=SessionPublic,
-    responses=error_responses(401, 422, 429, 502, 503),
+    responses=error_responses(401, 403, 422, 429, 502, 503),
     dependencies=[RateLimited],
 )
 async def open_session(
@@ -59,7 +62,8 @@ async def open_session(
     limits: RateLimitsDep,
 ) -> SessionPublic:
     """Logs in as `POST /auth/token` does (form `username` = email, `password`), and keeps
-    the token in an HttpOnly cookie."""
+    the token in an HttpOnly cookie. Refused (403) from another site's page."""
+    _refuse_cross_site(request)
     token = await authenticate(username, password, request, stubs, settings, limits)
     secret: str = request.app.state.jwt_secret
     claims = read_access_token(secret, token.access_token)
@@ -84,3 +88,18 @@ async def close_session(request: Request) -> Response:
         samesite="strict",
     )
     return response
+
+
+def _refuse_cross_site(request: Request) -> None:
+    """Login CSRF: another site's page must not log this browser in (as the attacker, whose
+    order history would then collect the victim's addresses). Browsers say where a request
+    comes from in `Sec-Fetch-Site`, older ones in `Origin`; clients that are not browsers
+    send neither and are not concerned."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    if site is not None:
+        allowed = site in ("same-origin", "none")
+    else:
+        allowed = origin is None or urlsplit(origin).netloc == request.headers.get("host")
+    if not allowed:
+        raise ApiError(403, "CSRF_FAILED", "a login from another site's page is refused")
