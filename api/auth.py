@@ -13,9 +13,12 @@ probed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-from typing import Annotated
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -103,3 +106,23 @@ def ensure_reaches(caller: AccessClaims, owner_id: str, what: str, ident: str) -
     """404, as for a missing `what`, unless the caller owns it or is an admin."""
     if not caller.is_admin and caller.sub != owner_id:
         raise not_found(what, ident)
+
+
+T = TypeVar("T")
+
+
+async def until_expiry(caller: AccessClaims, events: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`events` until the caller's token expires. A stream is authorized once, when it
+    opens: it must not outlive the token (or a session logged out since). The browser's
+    EventSource then reconnects, and is checked again (401 once the session is gone)."""
+    try:
+        while (left := caller.expires_at - time.time()) > 0:
+            try:
+                event = await asyncio.wait_for(anext(events), left)
+            except (StopAsyncIteration, TimeoutError):
+                return
+            yield event
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -26,6 +27,9 @@ class InvalidToken(Exception):
 class AccessClaims:
     sub: str
     role: str
+    # When the token stops being valid (seconds since the epoch): a stream authorized at its
+    # start ends then (api/auth.py, until_expiry).
+    expires_at: float = math.inf
 
     @property
     def is_admin(self) -> bool:
@@ -73,9 +77,10 @@ def read_access_token(secret: str, token: str) -> AccessClaims:
         raise InvalidToken(str(err)) from None
     if not isinstance(claims["sub"], str) or not isinstance(claims["role"], str):
         raise InvalidToken("claims `sub` and `role` must be strings")
-    found = AccessClaims(sub=claims["sub"], role=claims["role"])
+    expires = float(claims["exp"])
+    found = AccessClaims(sub=claims["sub"], role=claims["role"], expires_at=expires)
     with _verified_lock:
-        _verified[key] = (found, float(claims["exp"]))
+        _verified[key] = (found, expires)
         while len(_verified) > _VERIFIED_MAX:
             _verified.popitem(last=False)
     return found

@@ -10,11 +10,13 @@ module's one running stack, which takes longer to start than any of them to run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,9 @@ from temporalio.testing import WorkflowEnvironment
 from api.auth import CSRF_HEADER, SESSION_COOKIE
 from core.config import Settings
 from core.run import banner
-from core.secrets import resolved_admin_password
+from core.secrets import resolved_admin_password, resolved_jwt_secret
 from core.seed import SeedResult
+from core.tokens import ADMIN_ROLE, CUSTOMER_ROLE, issue_access_token
 from tests.api_fixtures import DECLINED_CARD, GOOD_CARD, PASSWORD, SHIPPING_ADDRESS, bearer, log_in
 from tests.harness import RunningStack, running_stack, uid
 from tests.test_authz import FEEDS
@@ -532,3 +535,43 @@ def test_the_banner_shows_where_the_pages_are(tmp_path: Path) -> None:
     text = banner(settings, SeedResult(product_ids=["prod-espresso"]), dev_server=True)
     assert "Storefront      http://localhost:8123/\n" in text
     assert "Back office     http://localhost:8123/admin " in text
+
+
+async def test_streams_end_when_the_token_that_opened_them_expires(site: Site) -> None:
+    """A stream is authorized when it opens: it ends when that token expires (the browser
+    then reconnects and is checked again), however quiet it is, not hours later."""
+    _, user_id = await site.customer()
+    secret = resolved_jwt_secret(site.stack.settings)
+    product_id = await site.product(f"Mug {uuid.uuid4().hex[:6]}", "cups")
+    admin_id = "admin-stream-test"
+
+    def short(sub: str, role: str) -> dict[str, str]:
+        return bearer(issue_access_token(secret, sub, role, timedelta(seconds=2)))
+
+    streams = {
+        "/notifications/events": (user_id, CUSTOMER_ROLE),
+        "/admin/feeds/orders": (admin_id, ADMIN_ROLE),
+        "/admin/feeds/low-stock": (admin_id, ADMIN_ROLE),
+    }
+    async with httpx.AsyncClient(base_url=site.url, timeout=30) as http:
+        for path, (sub, role) in streams.items():
+            headers = short(sub, role)
+            async with http.stream("GET", path, headers=headers) as r:
+                assert r.status_code == 200, (path, r.status_code)
+                # Ends by itself (a guard, not a timing: without the bound it never ends).
+                await asyncio.wait_for(_drain(r), 20)
+            assert (await http.get(path, headers=headers)).status_code == 401, path
+        # An order's own stream too, while its order waits (PAID, not final) to ship.
+        email, _ = await site.customer()
+        order_id = await site.place(email, product_id, 1)
+        owner = await log_in(http, email, PASSWORD)
+        owner_id = (await http.get("/users/me", headers=bearer(owner))).json()["id"]
+        headers = short(owner_id, CUSTOMER_ROLE)
+        async with http.stream("GET", f"/orders/{order_id}/events", headers=headers) as r:
+            assert r.status_code == 200
+            await asyncio.wait_for(_drain(r), 20)
+
+
+async def _drain(response: httpx.Response) -> None:
+    async for _ in response.aiter_lines():
+        pass

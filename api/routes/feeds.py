@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, func, select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.auth import AdminDep, CallerDep
+from api.auth import AdminDep, CallerDep, until_expiry
 from api.deps import GRPC_TIMEOUT, EngineDep, StubsDep
 from api.errors import DATABASE_DOWN, ApiError
 from api.models import NotificationPublic, OrderPublic
@@ -130,7 +130,7 @@ async def _order_changes(request: Request, engine: Engine) -> AsyncIterator[Serv
 @router.get("/admin/feeds/orders")
 async def order_feed(request: Request, _admin: AdminDep, engine: EngineDep) -> EventSourceResponse:
     """Every order's changes (event `order`: an OrderChange), from a few seconds back."""
-    return _sse(_order_changes(request, engine))
+    return _sse(until_expiry(_admin, _order_changes(request, engine)))
 
 
 # --- the low-stock feed ---------------------------------------------------------------------
@@ -182,7 +182,7 @@ async def low_stock_feed(_admin: AdminDep, stubs: StubsDep) -> EventSourceRespon
     threshold, the products already low first."""
     call = stubs.inventory.WatchStock(inventory_pb2.WatchStockRequest())
     await _subscribed(call)
-    return _sse(_low_stock(stubs, call))
+    return _sse(until_expiry(_admin, _low_stock(stubs, call)))
 
 
 # --- the caller's notifications -------------------------------------------------------------
@@ -210,4 +210,4 @@ async def notification_feed(caller: CallerDep, stubs: StubsDep) -> EventSourceRe
         notification_pb2.StreamNotificationsRequest(user_id=caller.sub, include_existing=False)
     )
     await _subscribed(call)
-    return _sse(_notifications(call))
+    return _sse(until_expiry(caller, _notifications(call)))

@@ -21,7 +21,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import AdminDep, CallerDep, ensure_reaches
+from api.auth import AdminDep, CallerDep, ensure_reaches, until_expiry
 from api.deps import GRPC_TIMEOUT, ConnectorDep, EngineDep, PathId, StubsDep, WatchDep
 from api.errors import DATABASE_DOWN, ApiError, not_found, temporal_unavailable
 from api.models import (
@@ -130,7 +130,7 @@ async def order_events(
     # Set by sse-starlette when the server shuts down: the stream then ends cleanly.
     shutdown = anyio.Event()
     return EventSourceResponse(
-        _events(first, request, client, engine, watch, shutdown),
+        until_expiry(caller, _events(first, request, client, engine, watch, shutdown)),
         ping=15,
         shutdown_event=shutdown,
         shutdown_grace_period=2,
