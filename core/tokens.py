@@ -49,7 +49,7 @@ def issue_access_token(secret: str, user_id: str, role: str, lifetime: timedelta
 # signature included, so a forged or altered token is never a hit; the expiry is checked
 # again on every hit; only valid tokens enter; least recently used out first.
 _VERIFIED_MAX = 10_000
-_verified: OrderedDict[tuple[str, str], tuple[AccessClaims, float]] = OrderedDict()
+_verified: OrderedDict[tuple[str, str], AccessClaims] = OrderedDict()
 _verified_lock = threading.Lock()
 _clock = time.time
 
@@ -62,9 +62,8 @@ def read_access_token(secret: str, token: str) -> AccessClaims:
         if hit is not None:
             _verified.move_to_end(key)
     if hit is not None:
-        known, expires = hit
-        if _clock() < expires:
-            return known
+        if _clock() < hit.expires_at:
+            return hit
         with _verified_lock:
             _verified.pop(key, None)
         raise InvalidToken("Signature has expired")
@@ -77,10 +76,9 @@ def read_access_token(secret: str, token: str) -> AccessClaims:
         raise InvalidToken(str(err)) from None
     if not isinstance(claims["sub"], str) or not isinstance(claims["role"], str):
         raise InvalidToken("claims `sub` and `role` must be strings")
-    expires = float(claims["exp"])
-    found = AccessClaims(sub=claims["sub"], role=claims["role"], expires_at=expires)
+    found = AccessClaims(sub=claims["sub"], role=claims["role"], expires_at=float(claims["exp"]))
     with _verified_lock:
-        _verified[key] = (found, expires)
+        _verified[key] = found
         while len(_verified) > _VERIFIED_MAX:
             _verified.popitem(last=False)
     return found
