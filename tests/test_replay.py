@@ -135,20 +135,34 @@ def tampered(data: dict[str, Any]) -> dict[str, Any]:
     for event in data["events"]:
         attrs = event.get("activityTaskScheduledEventAttributes")
         if attrs is not None:
-            assert attrs["activityType"]["name"] != "refund"
-            attrs["activityType"]["name"] = "refund"
+            name = attrs["activityType"]["name"]
+            attrs["activityType"]["name"] = "release_stock" if name == "refund" else "refund"
             return data
     raise AssertionError("no ActivityTaskScheduled event")
 
 
-async def test_a_tampered_history_fails_replay(tmp_path: Path) -> None:
-    source = HISTORIES / "order-paid-delivered.json"
-    bad = tmp_path / "order-tampered.json"
-    bad.write_text(json.dumps(tampered(json.loads(source.read_text())), indent=2))
-
+@pytest.mark.parametrize(
+    "name",
+    [
+        "order-paid-delivered.json",
+        "cart-user-replay-reminded.json",
+        "cancel-cancel-after-payment.json",
+    ],
+)
+async def test_a_tampered_history_of_each_workflow_fails_replay(tmp_path: Path, name: str) -> None:
+    """PlaceOrder, Cart and CancelOrder alike: a history that is not what the code does
+    fails the gate."""
+    bad = tmp_path / f"tampered-{name}"
+    bad.write_text(json.dumps(tampered(json.loads((HISTORIES / name).read_text())), indent=2))
     [outcome] = await replay(_iter([load_history_file(bad)]), build_replayer(CONVERTER))
     assert not outcome.ok
     assert "nondetermin" in (outcome.error or "").lower(), outcome.error
+
+
+async def test_a_tampered_history_fails_the_replay_cli(tmp_path: Path) -> None:
+    source = HISTORIES / "order-paid-delivered.json"
+    bad = tmp_path / "order-tampered.json"
+    bad.write_text(json.dumps(tampered(json.loads(source.read_text())), indent=2))
 
     # Together with a good one: the good one is OK, the bad one fails, the exit code says so.
     (tmp_path / source.name).write_text(source.read_text())
