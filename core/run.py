@@ -12,9 +12,15 @@ The tests (tests/harness.py) and the benchmark start the stack with the same pie
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports grpc (this module is `make run`'s entry): the supervisor forks its
+# children, and gRPC's fork handlers, with a call in flight, can bring its poller back to life
+# in the child between fork and exec and abort it. Nothing here forks to use gRPC.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import asyncio
 import json
-import os
 import signal
 import socket
 import sys

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports grpc: the suite starts processes (core.supervisor: fork, then exec)
+# while gRPC calls of other tests are in flight, and gRPC's fork handlers then brought its
+# poller back to life in the child between fork and exec, which aborted it (SIGABRT). No
+# process here forks to use gRPC in the child.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import shutil
 import uuid
 from collections.abc import AsyncIterator
