@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
@@ -111,7 +111,7 @@ def ensure_reaches(caller: AccessClaims, owner_id: str, what: str, ident: str) -
 T = TypeVar("T")
 
 
-async def until_expiry(caller: AccessClaims, events: AsyncIterator[T]) -> AsyncIterator[T]:
+async def until_expiry(caller: AccessClaims, events: AsyncGenerator[T, None]) -> AsyncIterator[T]:
     """`events` until the caller's token expires. A stream is authorized once, when it
     opens: it must not outlive the token (or a session logged out since). The browser's
     EventSource then reconnects, and is checked again (401 once the session is gone)."""
@@ -123,6 +123,4 @@ async def until_expiry(caller: AccessClaims, events: AsyncIterator[T]) -> AsyncI
                 return
             yield event
     finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await events.aclose()

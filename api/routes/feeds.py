@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -97,7 +97,7 @@ def _changed_since(conn: Connection, since: Any) -> list[tuple[Any, dict[str, An
     return [(row["updated_at"], dict(row)) for row in conn.execute(stmt).mappings()][::-1]
 
 
-async def _order_changes(request: Request, engine: Engine) -> AsyncIterator[ServerSentEvent]:
+async def _order_changes(request: Request, engine: Engine) -> AsyncGenerator[ServerSentEvent, None]:
     sent: dict[str, tuple[int, Any]] = {}  # order id -> (version sent, its updated_at)
     newest: Any = None
     try:
@@ -148,7 +148,7 @@ async def _name(stubs: Stubs, product_id: str) -> str:
 
 async def _low_stock(
     stubs: Stubs, call: grpc.aio.UnaryStreamCall[Any, inventory_pb2.StockLevel]
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     names: dict[str, str] = {}
     last: dict[str, int] = {}  # the level last alerted, per product still low
     try:
@@ -190,7 +190,7 @@ async def low_stock_feed(_admin: AdminDep, stubs: StubsDep) -> EventSourceRespon
 
 async def _notifications(
     call: grpc.aio.UnaryStreamCall[Any, notification_pb2.Notification],
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     try:
         async for n in call:
             public = NotificationPublic(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
@@ -144,7 +144,7 @@ async def _events(
     engine: Engine,
     watch: OrderWatch,
     shutdown: anyio.Event,
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncGenerator[ServerSentEvent, None]:
     """Follows the order through the read model, which the workflow writes on every status
     change: the API's OrderWatch reads a new version within a tick (0.05 s) for all open
     streams at once, far cheaper than a `status` query per stream (a round trip through
