@@ -13,13 +13,13 @@ probed.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
@@ -111,15 +111,27 @@ def ensure_reaches(caller: AccessClaims, owner_id: str, what: str, ident: str) -
 T = TypeVar("T")
 
 
-async def until_expiry(caller: AccessClaims, events: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+async def until_expiry(
+    caller: AccessClaims, events: AsyncGenerator[T, None]
+) -> AsyncGenerator[T, None]:
     """`events` until the caller's token expires. A stream is authorized once, when it
     opens: it must not outlive the token (or a session logged out since). The browser's
-    EventSource then reconnects, and is checked again (401 once the session is gone)."""
+    EventSource then reconnects, and is checked again (401 once the session is gone).
+
+    `events` runs in the reader's own task, under a cancel scope, never in a task of its
+    own (as `asyncio.wait_for` would run it): when sse-starlette cancels the reader (the
+    client went away), anyio keeps cancelling it until it leaves the scope, and a
+    `wait_for` then returned before its inner task had stopped, so closing `events` failed
+    with "already running" and what it held (an order's watch subscription) was left to
+    the garbage collector."""
     try:
         while (left := caller.expires_at - time.time()) > 0:
-            try:
-                event = await asyncio.wait_for(anext(events), left)
-            except (StopAsyncIteration, TimeoutError):
+            with anyio.move_on_after(left) as expiry:
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    return
+            if expiry.cancelled_caught:
                 return
             yield event
     finally:

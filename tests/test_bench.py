@@ -209,6 +209,9 @@ def _bench(data_dir: Path, *args: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "PlaceOrder via REST" in done.stdout and "BenchNoop" in done.stdout
     assert "where the time goes" in done.stdout and "limit: " in done.stdout
+    # The children's logs pass through: none of them failed on a request (an event stream
+    # closed by its client once PAID, say).
+    assert "Traceback" not in done.stdout and "unhandled" not in done.stdout, done.stdout[-3000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     assert (data_dir / "temporal.db").exists()  # the dev server persisted to DATA_DIR
     assert _processes_with(data_dir) == []  # every child stopped
