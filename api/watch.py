@@ -8,17 +8,26 @@ per tick with news.
 It also remembers the orders this process has just started, as PENDING, until the
 workflow's first save reaches the read model: a client that follows its order right after
 POST /checkout then starts its stream without a round trip to Temporal.
+
+On PostgreSQL it also LISTENs to the read model's saves (orders.store.CHANGES_CHANNEL,
+NOTIFYed by each save as it commits): a save of a followed order wakes it at once, and it
+reads just that order, instead of finding the change at its next tick. While it listens,
+it reads every followed order only once a RESYNC (in case a change came from elsewhere), and
+once again whenever it (re)connects; while it cannot listen, it reads them every tick, as on
+SQLite, where nothing tells another process of a commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
+import psycopg
 from sqlalchemy import Connection, Engine
 
 from core.db import run_sql
@@ -27,6 +36,11 @@ from orders import store
 
 log = logging.getLogger("api")
 TICK = 0.05  # seconds between two reads of the watched orders' versions
+RESYNC = 1.0  # seconds between two reads of all of them while listening (PostgreSQL)
+LISTEN_RETRY = (0.5, 30.0)  # first and longest wait before connecting the listener again
+# Orders most recently announced on the channel and their version, for a stream that
+# subscribes just after its order's save was announced.
+ANNOUNCED_MAX = 10_000
 # Orders started here and not yet seen in the read model; the oldest go first beyond this.
 JUST_STARTED_MAX = 1_000
 
@@ -54,22 +68,33 @@ class Subscription:
 
 
 class OrderWatch:
-    def __init__(self, engine: Engine, tick: float = TICK) -> None:
+    def __init__(self, engine: Engine, tick: float = TICK, resync: float = RESYNC) -> None:
         self._engine = engine
         self._tick = tick
+        self._resync = resync
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._wanted = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._just_started: OrderedDict[str, OrderSnapshot] = OrderedDict()
+        # PostgreSQL: whether the listener is connected; the followed orders announced since
+        # the last read (None: read them all); and what was announced lately, by order.
+        self.listening = False
+        self.listener_pid: int | None = None  # its PostgreSQL backend, while connected
+        self._announced: set[str] | None = set()
+        self._news = asyncio.Event()
+        self._recent: OrderedDict[str, int] = OrderedDict()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="order-watch")
+        self._tasks.append(asyncio.create_task(self._run(), name="order-watch"))
+        if self._engine.dialect.name == "postgresql":
+            self._tasks.append(asyncio.create_task(self._listen(), name="order-watch-listen"))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self.listening = False
 
     def started(self, snap: OrderSnapshot) -> None:
         """Remembers an order this process has just started (its PENDING view)."""
@@ -93,6 +118,11 @@ class OrderWatch:
         sub = Subscription(version)
         self._subscribers[order_id].add(sub)
         self._wanted.set()
+        if self.listening and self._recent.get(order_id, -1) > version:
+            # A save announced before this stream subscribed: read it for the stream. (One
+            # that committed before the listener connected, after the stream's first read,
+            # is found by the next resync.)
+            self._announce(order_id)
         try:
             yield sub
         finally:
@@ -107,24 +137,91 @@ class OrderWatch:
             if not self._subscribers:
                 self._wanted.clear()
                 await self._wanted.wait()
-            await asyncio.sleep(self._tick)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._resync if self.listening else self._tick):
+                    await self._news.wait()
+            self._news.clear()
+            announced, self._announced = self._announced, set()
+            if not self.listening or not announced:
+                announced = None  # a tick, or the resync: read every followed order
             if not self._subscribers:
                 continue
             # Per order, the oldest version a subscriber has: each gets what is newer for it.
             known = {
                 order_id: min(sub.version for sub in subs)
                 for order_id, subs in self._subscribers.items()
-                if subs
+                if subs and (announced is None or order_id in announced)
             }
+            if not known:
+                continue
             try:
-                news = await run_sql(self._engine, partial(_news, known=known), read_only=True)
+                read = _news if announced is None else _announced_news
+                news = await run_sql(self._engine, partial(read, known=known), read_only=True)
             except Exception as err:  # noqa: BLE001 - a blip: the streams fall back to queries
                 log.warning("order watch: reading the read model failed: %s", err)
+                if announced:  # read them again next time
+                    self._announce(*announced)
                 continue
             for order_id, snap in news.items():
                 self._just_started.pop(order_id, None)
                 for sub in self._subscribers.get(order_id, ()):
                     sub.offer(snap)
+
+    def _announce(self, *order_ids: str) -> None:
+        """Has the next read include these orders (all of them once the set is None)."""
+        if self._announced is not None:
+            self._announced.update(order_ids)
+        self._news.set()
+
+    def _resync_all(self) -> None:
+        self._announced = None
+        self._news.set()
+
+    async def _listen(self) -> None:
+        """Keeps a connection LISTENing to the read model's saves, and reconnects (after
+        LISTEN_RETRY, doubling) when it fails; the watch reads on ticks meanwhile."""
+        url = self._engine.url.set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        wait = LISTEN_RETRY[0]
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True, application_name="order-watch"
+                ) as conn:
+                    await conn.execute(f"LISTEN {store.CHANGES_CHANNEL}")
+                    self.listening = True
+                    self.listener_pid = conn.info.backend_pid
+                    wait = LISTEN_RETRY[0]
+                    self._resync_all()  # what was saved before the LISTEN took
+                    async for note in conn.notifies():
+                        self._heard(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the database is away: tick meanwhile
+                log.warning(
+                    "order watch: not listening to the read model (%s); reading it "
+                    "every %.2f s until it can",
+                    err,
+                    self._tick,
+                )
+            finally:
+                self.listening = False
+                self.listener_pid = None
+            self._news.set()  # back to ticks at once
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, LISTEN_RETRY[1])
+
+    def _heard(self, payload: str) -> None:
+        change = store.parse_change(payload)
+        if change is None:
+            return
+        order_id, version = change
+        self._recent[order_id] = max(version, self._recent.pop(order_id, version))
+        while len(self._recent) > ANNOUNCED_MAX:
+            self._recent.popitem(last=False)
+        subs = self._subscribers.get(order_id)
+        if subs and any(sub.version < version for sub in subs):
+            self._announce(order_id)
 
 
 def _news(conn: Connection, known: dict[str, int]) -> dict[str, OrderSnapshot]:
@@ -132,3 +229,9 @@ def _news(conn: Connection, known: dict[str, int]) -> dict[str, OrderSnapshot]:
     current = store.versions(conn, list(known))
     changed = [order_id for order_id, version in current.items() if version > known[order_id]]
     return store.get_orders(conn, changed) if changed else {}
+
+
+def _announced_news(conn: Connection, known: dict[str, int]) -> dict[str, OrderSnapshot]:
+    """_news for orders announced as changed: their rows at once, in one statement."""
+    stored = store.get_orders(conn, list(known))
+    return {order_id: snap for order_id, snap in stored.items() if snap.version > known[order_id]}

@@ -11,10 +11,20 @@ import functools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Table, bindparam, select
+from sqlalchemy import (
+    TEXT,
+    Connection,
+    Executable,
+    RowMapping,
+    Table,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.dml import ReturningInsert
 
 from core.messages import OrderSnapshot
 from orders.models import OrderRecord, utcnow
@@ -43,6 +53,10 @@ _WRITTEN = (*SNAPSHOT_COLUMNS, "updated_at")
 _BY_IDS = ORDERS.c.order_id.in_(bindparam("ids", expanding=True))
 _VERSIONS = select(ORDERS.c.order_id, ORDERS.c.version).where(_BY_IDS)
 CHUNK = 500  # ids per IN (...), well within SQLite's and PostgreSQL's parameter limits
+# On PostgreSQL every save that writes also NOTIFYs this channel with "<order id> <version>",
+# delivered when its transaction commits: the API's OrderWatch LISTENs, so an order stream
+# learns of a change at once instead of at its next read (api/watch.py).
+CHANGES_CHANNEL = "shop_order_changes"
 
 
 def apply_snapshot(db: Connection, snap: OrderSnapshot) -> bool:
@@ -60,16 +74,29 @@ def apply_snapshot(db: Connection, snap: OrderSnapshot) -> bool:
 
 
 @functools.cache
-def _upsert(dialect: str) -> ReturningInsert[tuple[str]]:
-    """apply_snapshot's statement for the dialect, its values bound by name."""
+def _upsert(dialect: str) -> Executable:
+    """apply_snapshot's statement for the dialect, its values bound by name. On PostgreSQL
+    the written row is announced on CHANGES_CHANNEL in the same statement (one round trip;
+    nothing is announced when the version was not newer, or if the transaction rolls back)."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     bound = {name: bindparam(name, type_=ORDERS.c[name].type) for name in _WRITTEN}
     row = insert(ORDERS).values(bound | {"created_at": bound["updated_at"]})
-    return row.on_conflict_do_update(
+    upsert = row.on_conflict_do_update(
         index_elements=[ORDERS.c.order_id],
         set_={name: row.excluded[name] for name in _WRITTEN if name != "order_id"},
         where=ORDERS.c.version < row.excluded.version,
-    ).returning(ORDERS.c.order_id)
+    )
+    if dialect != "postgresql":
+        return upsert.returning(ORDERS.c.order_id)
+    written = upsert.returning(ORDERS.c.order_id, ORDERS.c.version).cte("written")
+    payload = written.c.order_id + literal(" ") + cast(written.c.version, TEXT)
+    return select(func.pg_notify(literal(CHANGES_CHANNEL), payload))
+
+
+def parse_change(payload: str) -> tuple[str, int] | None:
+    """(order id, version) from a CHANGES_CHANNEL notification; None if it is not one."""
+    order_id, _, version = payload.partition(" ")
+    return (order_id, int(version)) if order_id and version.isdigit() else None
 
 
 def to_snapshot(row: RowMapping | Mapping[str, Any]) -> OrderSnapshot:

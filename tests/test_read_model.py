@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Connection, Engine, delete, update
 
 from api.errors import ApiError
 from api.order_reads import current_order, order_to_follow
@@ -122,6 +124,104 @@ async def test_the_watch_hands_each_stream_its_order_when_it_changes(engine: Eng
                 assert not current.changed.is_set()
     finally:
         await watch.stop()
+
+
+async def _until(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    """Waits for `condition` (a liveness bound, not a timing figure)."""
+    try:
+        async with asyncio.timeout(within):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"not within {within} s: {what}") from None
+
+
+async def test_a_save_on_postgresql_is_announced_when_it_commits(engine: Engine) -> None:
+    """Each save that writes NOTIFYs "<order id> <version>" at commit; one that does not
+    write (an older version) and one rolled back announce nothing. SQLite has no such thing:
+    the same saves work there and announce nothing."""
+    migrate(engine)
+    order_id = uuid.uuid4().hex
+    if engine.dialect.name == "sqlite":
+        assert await save(engine, snapshot(order_id, 1, OrderStatus.PENDING)) is True
+        return
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as listener:
+        await listener.execute(f"LISTEN {store.CHANGES_CHANNEL}")
+
+        async def next_change() -> tuple[str, int] | None:
+            # Other tests' saves share the channel (a database's): this order's only.
+            async for note in listener.notifies(timeout=10):
+                change = store.parse_change(note.payload)
+                if change and change[0] == order_id:
+                    return change
+            return None
+
+        assert await save(engine, snapshot(order_id, 2, OrderStatus.RESERVED)) is True
+        assert await next_change() == (order_id, 2)
+        assert await save(engine, snapshot(order_id, 1, OrderStatus.PENDING)) is False
+
+        def rolled_back(conn: Connection) -> None:
+            store.apply_snapshot(conn, snapshot(order_id, 4, OrderStatus.SHIPPED))
+            raise LookupError("rolled back")
+
+        with pytest.raises(LookupError):
+            await run_sql(engine, rolled_back)
+        assert await save(engine, snapshot(order_id, 3, OrderStatus.PAID)) is True
+        # The next announcement is version 3's: neither the older save nor the rolled-back one.
+        assert await next_change() == (order_id, 3)
+    assert store.parse_change("not a change") is None and store.parse_change(" 3") is None
+
+
+async def test_the_watch_listens_on_postgresql_and_reads_on_ticks_on_sqlite(
+    engine: Engine,
+) -> None:
+    """On PostgreSQL the watch learns of a save from its announcement: with ticks and
+    resyncs an hour apart, the streams still get each change. When its listening connection
+    is cut it reconnects, and a save made meanwhile reaches the stream then. On SQLite it
+    reads on its ticks and never listens."""
+    migrate(engine)
+    postgres = engine.dialect.name == "postgresql"
+    hour = 3600.0
+    watch = OrderWatch(engine, tick=hour, resync=hour) if postgres else OrderWatch(engine, 0.01)
+    a = uuid.uuid4().hex
+    watch.start()
+    try:
+        if postgres:
+            await _until(lambda: watch.listening, "the watch listens")
+        with watch.subscribe(a) as sub:
+            for version, status in enumerate(
+                (OrderStatus.PENDING, OrderStatus.RESERVED, OrderStatus.PAID), start=1
+            ):
+                await save(engine, snapshot(a, version, status))
+                await asyncio.wait_for(sub.changed.wait(), 10)
+                got = sub.take()
+                assert got is not None and got.version == version and got.status == status
+            # A stream that subscribes after the save was announced, from an older read.
+            with watch.subscribe(a, 1) as late:
+                await asyncio.wait_for(late.changed.wait(), 10)
+                got = late.take()
+                assert got is not None and got.version == 3
+            if postgres:
+                # Cut the listener's connection, save while it is away: the save reaches
+                # the stream once it has reconnected (its first read takes everything).
+                pid = watch.listener_pid
+                with psycopg.connect(
+                    engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+                    autocommit=True,
+                ) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                await _until(lambda: watch.listener_pid != pid, "the listener went away")
+                await save(engine, snapshot(a, 4, OrderStatus.SHIPPED))
+                await asyncio.wait_for(sub.changed.wait(), 10)
+                got = sub.take()
+                assert got is not None and got.version == 4
+                assert watch.listening
+            else:
+                assert not watch.listening
+    finally:
+        await watch.stop()
+    assert not watch.listening
 
 
 async def test_a_just_started_order_is_followed_without_temporal(engine: Engine) -> None:
