@@ -30,6 +30,7 @@ from api.routes import (
     session,
     users,
 )
+from api.streams import OpenStreams
 from api.watch import OrderWatch
 from core import telemetry
 from core.config import Settings, get_settings
@@ -109,6 +110,7 @@ def create_app(
         app.state.stubs = stubs
         app.state.jwt_secret = resolved_jwt_secret(settings)
         app.state.rate_limits = RateLimits(settings)
+        app.state.streams = OpenStreams(settings.streams_per_caller)
         admin = asyncio.create_task(ensure_admin(stubs, settings))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(admin), ADMIN_WAIT)

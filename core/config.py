@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     login_rate_limit: str = "10/minute"
     # memory:// counts per API process; redis://host:6379 shares the counters between replicas.
     rate_limit_storage_url: str = "memory://"
+    # Event streams one caller may hold open at once in one API process (0: no bound).
+    streams_per_caller: int = Field(default=16, ge=0)
     codec_host: str = "127.0.0.1"
     codec_port: int = 8081
     # Comma-separated in the environment; empty means the Web UI's origin.

@@ -9,14 +9,25 @@ be closed, not left running in a task of its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import anyio
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from starlette.types import Message
 
+from api import streams as streams_module
 from api.auth import until_expiry
 from api.routes.orders import _first_of
-from core.tokens import AccessClaims
+from api.streams import OpenStreams
+from core.run import free_port
+from core.tokens import CUSTOMER_ROLE, AccessClaims
+from tests.api_fixtures import Stack
 
 
 def claims(expires_in: float) -> AccessClaims:
@@ -69,3 +80,95 @@ async def test_a_reader_cancelled_as_sse_starlette_cancels_it_closes_the_stream(
         await stream.aclose()
         assert got == [0]
         assert events.closed
+
+
+# --- the bounds every stream of the API shares (api/streams.py) -----------------------------
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """`app` (its lifespan already running) on a free port, over real HTTP: streams there
+    arrive as they are sent, not once they end as through httpx's ASGI transport."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    try:
+        async with asyncio.timeout(10):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"not within 10 s: {what}") from None
+
+
+async def test_a_caller_holds_at_most_so_many_streams_at_once(stack: Stack) -> None:
+    """One stream more than STREAMS_PER_CALLER answers 429 TOO_MANY_STREAMS, whichever
+    route it is (an order's, the notifications); another caller is not affected; a stream
+    closed gives its place back."""
+    streams: OpenStreams = stack.app.state.streams
+    saved = streams.per_caller
+    streams.per_caller = 2
+    user, other = await stack.create_user(), await stack.create_user()
+    p = await stack.create_product(stock=1)
+    order_id = await stack.place(user["id"], [(p["id"], 1)])
+    await stack.wait_for(order_id, "PAID")  # open until shipped: its stream stays open
+    claims = AccessClaims(sub=user["id"], role=CUSTOMER_ROLE)
+    mine = stack.as_user(user["id"])
+    try:
+        async with served(stack.app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+            async with (
+                http.stream("GET", f"/orders/{order_id}/events", headers=mine) as first,
+                http.stream("GET", "/notifications/events", headers=mine) as second,
+            ):
+                assert first.status_code == second.status_code == 200
+                await _until(lambda: streams.count(claims) == 2, "both streams counted")
+                for path in (f"/orders/{order_id}/events", "/notifications/events"):
+                    r = await http.get(path, headers=mine)
+                    assert r.status_code == 429, r.text
+                    assert r.json()["error"]["code"] == "TOO_MANY_STREAMS"
+                theirs = stack.as_user(other["id"])
+                async with http.stream("GET", "/notifications/events", headers=theirs) as r:
+                    assert r.status_code == 200
+            # Both closed by their client: their places are free again.
+            await _until(lambda: streams.count(claims) == 0, "the closed streams given back")
+            async with http.stream("GET", "/notifications/events", headers=mine) as again:
+                assert again.status_code == 200
+    finally:
+        streams.per_caller = saved
+
+
+async def test_a_reader_that_stops_taking_events_ends_its_stream(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client whose socket no longer takes what is sent (its send never completes) is cut
+    off after SEND_TIMEOUT: the stream's generator is closed, and the server sees no error."""
+    monkeypatch.setattr(streams_module, "SEND_TIMEOUT", 0.2)
+    events = Events(first=100)
+    response = streams_module.event_stream(events.stream())
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and len(sent) >= 3:
+            await asyncio.Event().wait()  # the client stopped reading
+
+    async def receive() -> Message:
+        await asyncio.Event().wait()  # it never disconnects either
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "GET", "path": "/notifications/events", "headers": []}
+    with caplog.at_level(logging.INFO, logger="api"):
+        await asyncio.wait_for(response(scope, receive, send), 10)
+    assert events.closed
+    assert "took over" in caplog.text

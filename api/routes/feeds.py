@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -26,10 +26,11 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, func, select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.auth import AdminDep, CallerDep, until_expiry
+from api.auth import AdminDep, CallerDep
 from api.deps import GRPC_TIMEOUT, EngineDep, StubsDep
 from api.errors import DATABASE_DOWN, ApiError
 from api.models import NotificationPublic, OrderPublic
+from api.streams import StreamsDep, event_stream
 from core.db import run_sql
 from core.grpc_client import Stubs
 from orders.store import ORDERS, SNAPSHOT_COLUMNS, to_snapshot
@@ -45,7 +46,6 @@ FEED_BATCH = 500
 # Rows changed this long before the newest seen are read again, so a write whose clock was a
 # little behind, or that committed late, is not missed (the version drops what was sent).
 FEED_OVERLAP = timedelta(seconds=5)
-PING = 15
 
 
 class OrderChange(BaseModel):
@@ -74,10 +74,6 @@ async def _subscribed(call: grpc.aio.UnaryStreamCall[Any, Any]) -> None:
     except BaseException:
         call.cancel()
         raise
-
-
-def _sse(generator: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
-    return EventSourceResponse(generator, ping=PING)
 
 
 # --- the orders feed ------------------------------------------------------------------------
@@ -128,9 +124,12 @@ async def _order_changes(request: Request, engine: Engine) -> AsyncGenerator[Ser
 
 
 @router.get("/admin/feeds/orders")
-async def order_feed(request: Request, _admin: AdminDep, engine: EngineDep) -> EventSourceResponse:
+async def order_feed(
+    request: Request, admin: AdminDep, engine: EngineDep, streams: StreamsDep
+) -> EventSourceResponse:
     """Every order's changes (event `order`: an OrderChange), from a few seconds back."""
-    return _sse(until_expiry(_admin, _order_changes(request, engine)))
+    streams.admit(admin)
+    return event_stream(streams.follow(admin, _order_changes(request, engine)))
 
 
 # --- the low-stock feed ---------------------------------------------------------------------
@@ -177,12 +176,15 @@ async def _low_stock(
 
 
 @router.get("/admin/feeds/low-stock")
-async def low_stock_feed(_admin: AdminDep, stubs: StubsDep) -> EventSourceResponse:
+async def low_stock_feed(
+    admin: AdminDep, stubs: StubsDep, streams: StreamsDep
+) -> EventSourceResponse:
     """Event `low-stock` (a LowStockAlert) each time a product's stock is seen below its
     threshold, the products already low first."""
+    streams.admit(admin)
     call = stubs.inventory.WatchStock(inventory_pb2.WatchStockRequest())
     await _subscribed(call)
-    return _sse(until_expiry(_admin, _low_stock(stubs, call)))
+    return event_stream(streams.follow(admin, _low_stock(stubs, call)))
 
 
 # --- the caller's notifications -------------------------------------------------------------
@@ -204,10 +206,13 @@ async def _notifications(
 
 
 @router.get("/notifications/events")
-async def notification_feed(caller: CallerDep, stubs: StubsDep) -> EventSourceResponse:
+async def notification_feed(
+    caller: CallerDep, stubs: StubsDep, streams: StreamsDep
+) -> EventSourceResponse:
     """The caller's notifications as they are sent (event `notification`)."""
+    streams.admit(caller)
     call = stubs.notification.StreamNotifications(
         notification_pb2.StreamNotificationsRequest(user_id=caller.sub, include_existing=False)
     )
     await _subscribed(call)
-    return _sse(until_expiry(caller, _notifications(call)))
+    return event_stream(streams.follow(caller, _notifications(call)))

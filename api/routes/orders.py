@@ -21,7 +21,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import AdminDep, CallerDep, ensure_reaches, until_expiry
+from api.auth import AdminDep, CallerDep, ensure_reaches
 from api.deps import GRPC_TIMEOUT, ConnectorDep, EngineDep, PathId, StubsDep, WatchDep
 from api.errors import DATABASE_DOWN, ApiError, not_found, temporal_unavailable
 from api.models import (
@@ -41,6 +41,7 @@ from api.order_reads import (
     stored_order,
 )
 from api.rate_limits import RateLimited
+from api.streams import StreamsDep, event_stream
 from api.watch import OrderWatch
 from core.db import run_sql
 from core.messages import INVALID_STATE, CancelRequest, OrderSnapshot, OrderStatus, workflow_id_for
@@ -111,7 +112,7 @@ async def get_order(
     response_class=EventSourceResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "`status` events"},
-        **error_responses(401, 404, 422, 502, 503),
+        **error_responses(401, 404, 422, 429, 502, 503),
     },
 )
 async def order_events(
@@ -121,17 +122,19 @@ async def order_events(
     connector: ConnectorDep,
     engine: EngineDep,
     watch: WatchDep,
+    streams: StreamsDep,
 ) -> EventSourceResponse:
     """Server-sent events: a `status` event with the order now and on every change; the
-    stream ends after a final status (DELIVERED, FAILED, CANCELLED)."""
+    stream ends after a final status (DELIVERED, FAILED, CANCELLED). 429 when the caller
+    already has STREAMS_PER_CALLER streams open."""
+    streams.admit(caller)
     client = await connector.get_or_none()
     first = await order_to_follow(client, engine, watch, order_id)  # 404 before the stream starts
     ensure_reaches(caller, first.user_id, "order", order_id)
     # Set by sse-starlette when the server shuts down: the stream then ends cleanly.
     shutdown = anyio.Event()
-    return EventSourceResponse(
-        until_expiry(caller, _events(first, request, client, engine, watch, shutdown)),
-        ping=15,
+    return event_stream(
+        streams.follow(caller, _events(first, request, client, engine, watch, shutdown)),
         shutdown_event=shutdown,
         shutdown_grace_period=2,
     )
@@ -147,11 +150,12 @@ async def _events(
 ) -> AsyncGenerator[ServerSentEvent, None]:
     """Follows the order through the read model, which the workflow writes on every status
     change: the API's OrderWatch reads a new version within a tick (0.05 s) for all open
-    streams at once, far cheaper than a `status` query per stream (a round trip through
-    the server and the worker). Without news for QUERY_EVERY seconds, the workflow itself is
-    asked, in case a save is late (its activity retrying); less often while nothing changes
-    (an order waiting days to ship). A workflow that has closed without a final status
-    (terminated, timed out) will write nothing more: its stream ends."""
+    streams at once, or, on PostgreSQL, when the save's NOTIFY arrives: far cheaper than a
+    `status` query per stream (a round trip through the server and the worker). Without
+    news for QUERY_EVERY seconds, the workflow itself is asked, in case a save is late (its
+    activity retrying); less often while nothing changes (an order waiting days to ship).
+    A workflow that has closed without a final status (terminated, timed out) will write
+    nothing more: its stream ends."""
     snap = first
     # One event per entry of the order's status history, so a change is never merged into
     # the next one however fast they come; an order with no history yet shows as it is.
