@@ -3,7 +3,10 @@
 - it ends when the token that opened it expires (api.auth.until_expiry);
 - a caller has at most STREAMS_PER_CALLER of them open at once in this API process: one
   more answers 429 TOO_MANY_STREAMS before it starts, so a script cannot hold the process's
-  memory, its watch and the services' stream slots with thousands of idle streams;
+  memory, its watch and the services' stream slots with thousands of idle streams. The
+  place is taken when the route admits the stream, before anything it awaits, so streams
+  opened all at once count as they arrive, and given back when the response ends (or when
+  the route fails before answering);
 - a send that the client does not take within SEND_TIMEOUT (a reader that stopped reading
   while its socket buffer is full) ends the stream, rather than holding it open for ever.
 """
@@ -12,16 +15,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
-from typing import Annotated, Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sse_starlette import EventSourceResponse
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
-from api.auth import until_expiry
 from api.errors import ApiError
 from core.tokens import AccessClaims
 
@@ -29,7 +31,18 @@ log = logging.getLogger("api")
 PING = 15  # seconds between two keep-alive comments
 SEND_TIMEOUT = 30.0  # seconds a client may take to accept one event
 
-T = TypeVar("T")
+
+class StreamPlace:
+    """One admitted stream's place in its caller's count, given back once."""
+
+    def __init__(self, streams: OpenStreams, sub: str) -> None:
+        self._streams = streams
+        self._sub: str | None = sub
+
+    def give_back(self) -> None:
+        if self._sub is not None:
+            self._streams._leave(self._sub)
+            self._sub = None
 
 
 class OpenStreams:
@@ -42,30 +55,29 @@ class OpenStreams:
     def count(self, caller: AccessClaims) -> int:
         return self._open[caller.sub]
 
-    def admit(self, caller: AccessClaims) -> None:
-        """429 when the caller already has their share of streams open here."""
+    @contextmanager
+    def admit(self, caller: AccessClaims) -> Iterator[StreamPlace]:
+        """Takes a place for one more stream of the caller's, or answers 429. The place
+        goes with the response (event_stream), which gives it back when it ends; if the
+        block raises, it is given back at once."""
         if self.per_caller and self._open[caller.sub] >= self.per_caller:
             raise ApiError(
                 429,
                 "TOO_MANY_STREAMS",
                 f"at most {self.per_caller} event streams may be open at once; close one first",
             )
-
-    async def follow(
-        self, caller: AccessClaims, events: AsyncGenerator[T, None]
-    ) -> AsyncGenerator[T, None]:
-        """`events` until the caller's token expires, counted as one of the caller's open
-        streams while it runs. The count is taken when the stream starts and given back
-        when it ends, in the stream itself: a response that never starts holds nothing."""
         self._open[caller.sub] += 1
+        place = StreamPlace(self, caller.sub)
         try:
-            async with aclosing(until_expiry(caller, events)) as bounded:
-                async for event in bounded:
-                    yield event
-        finally:
-            self._open[caller.sub] -= 1
-            if self._open[caller.sub] <= 0:
-                del self._open[caller.sub]
+            yield place
+        except BaseException:
+            place.give_back()
+            raise
+
+    def _leave(self, sub: str) -> None:
+        self._open[sub] -= 1
+        if self._open[sub] <= 0:
+            del self._open[sub]
 
 
 async def get_streams(request: Request) -> OpenStreams:
@@ -77,8 +89,21 @@ StreamsDep = Annotated[OpenStreams, Depends(get_streams)]
 
 
 class EventStream(EventSourceResponse):
-    """An event stream that a reader too slow to take an event within SEND_TIMEOUT ends
-    quietly (logged, not raised to the server as an application error)."""
+    """An event stream that gives its caller's place back when it ends, runs `on_close`
+    (a gRPC call to cancel, say) even if its events never started (a HEAD, a client gone
+    before the first), and that a reader too slow to take an event within SEND_TIMEOUT
+    ends (logged here; uvicorn notes the unfinished response)."""
+
+    def __init__(
+        self,
+        events: AsyncIterator[Any],
+        place: StreamPlace,
+        on_close: Callable[[], object] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(events, **options)
+        self._place = place
+        self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -89,8 +114,17 @@ class EventStream(EventSourceResponse):
                 scope.get("path", "?"),
                 self.send_timeout or 0,
             )
+        finally:
+            self._place.give_back()
+            if self._on_close is not None:
+                self._on_close()
 
 
-def event_stream(events: AsyncIterator[Any], **options: Any) -> EventStream:
+def event_stream(
+    events: AsyncIterator[Any],
+    place: StreamPlace,
+    on_close: Callable[[], object] | None = None,
+    **options: Any,
+) -> EventStream:
     """The response of an event stream, with the API's keep-alive and send timeout."""
-    return EventStream(events, ping=PING, send_timeout=SEND_TIMEOUT, **options)
+    return EventStream(events, place, on_close, ping=PING, send_timeout=SEND_TIMEOUT, **options)

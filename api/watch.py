@@ -38,6 +38,9 @@ log = logging.getLogger("api")
 TICK = 0.05  # seconds between two reads of the watched orders' versions
 RESYNC = 1.0  # seconds between two reads of all of them while listening (PostgreSQL)
 LISTEN_RETRY = (0.5, 30.0)  # first and longest wait before connecting the listener again
+PROBE = "probe"  # the listener's own announcement, "probe <backend pid>": not an order's
+PROBE_WAIT = 5.0  # seconds to hear it back before the channel is deemed deaf
+PROBE_EVERY = 30.0  # seconds without an announcement before the listener asks the server
 # Orders most recently announced on the channel and their version, for a stream that
 # subscribes just after its order's save was announced.
 ANNOUNCED_MAX = 10_000
@@ -133,35 +136,41 @@ class OrderWatch:
                     del self._subscribers[order_id]
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_full = 0.0  # when every followed order is read next, while listening
         while True:
             if not self._subscribers:
                 self._wanted.clear()
                 await self._wanted.wait()
+            # Announcements wake the watch at once, but never put the full read off.
+            wait = max(0.0, next_full - loop.time()) if self.listening else self._tick
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._resync if self.listening else self._tick):
+                async with asyncio.timeout(wait):
                     await self._news.wait()
             self._news.clear()
             announced, self._announced = self._announced, set()
-            if not self.listening or not announced:
-                announced = None  # a tick, or the resync: read every followed order
+            full = not self.listening or not announced or loop.time() >= next_full
             if not self._subscribers:
                 continue
             # Per order, the oldest version a subscriber has: each gets what is newer for it.
             known = {
                 order_id: min(sub.version for sub in subs)
                 for order_id, subs in self._subscribers.items()
-                if subs and (announced is None or order_id in announced)
+                if subs and (full or (announced is not None and order_id in announced))
             }
             if not known:
                 continue
             try:
-                read = _news if announced is None else _announced_news
+                read = _news if full else _announced_news
                 news = await run_sql(self._engine, partial(read, known=known), read_only=True)
             except Exception as err:  # noqa: BLE001 - a blip: the streams fall back to queries
                 log.warning("order watch: reading the read model failed: %s", err)
-                if announced:  # read them again next time
-                    self._announce(*announced)
+                if announced and self._announced is not None:
+                    self._announced.update(announced)  # read them again, after a pause
+                await asyncio.sleep(self._tick)
                 continue
+            if full:
+                next_full = loop.time() + self._resync
             for order_id, snap in news.items():
                 self._just_started.pop(order_id, None)
                 for sub in self._subscribers.get(order_id, ()):
@@ -179,29 +188,49 @@ class OrderWatch:
 
     async def _listen(self) -> None:
         """Keeps a connection LISTENing to the read model's saves, and reconnects (after
-        LISTEN_RETRY, doubling) when it fails; the watch reads on ticks meanwhile."""
-        url = self._engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
+        LISTEN_RETRY, doubling) when it fails; the watch reads on ticks meanwhile.
+
+        It counts as listening only once it has heard its own probe on the channel: behind
+        a pool in transaction mode LISTEN succeeds and nothing ever arrives. While
+        connected it asks the server something every PROBE_EVERY seconds, so a connection
+        that died quietly is found and replaced."""
+        # The engine's own connection arguments (host, password, options...), not the URL
+        # rendered again: a rendered URL can mangle options with spaces.
+        cargs, cparams = self._engine.dialect.create_connect_args(self._engine.url)
+        params = {"application_name": "order-watch", **cparams, "autocommit": True}
+        secret = str(cparams.get("password") or "")
         wait = LISTEN_RETRY[0]
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    conninfo, autocommit=True, application_name="order-watch"
-                ) as conn:
+                async with await psycopg.AsyncConnection.connect(*cargs, **params) as conn:
                     await conn.execute(f"LISTEN {store.CHANGES_CHANNEL}")
+                    probe = f"{PROBE} {conn.info.backend_pid}"
+                    await conn.execute("SELECT pg_notify(%s, %s)", (store.CHANGES_CHANNEL, probe))
+                    # Closed at once on break: the generator holds the connection's lock.
+                    async with contextlib.aclosing(conn.notifies(timeout=PROBE_WAIT)) as notes:
+                        async for note in notes:
+                            if note.payload == probe:
+                                break
+                            self._heard(note.payload)
+                        else:
+                            raise TimeoutError(f"its own NOTIFY not heard within {PROBE_WAIT} s")
                     self.listening = True
                     self.listener_pid = conn.info.backend_pid
                     wait = LISTEN_RETRY[0]
                     self._resync_all()  # what was saved before the LISTEN took
-                    async for note in conn.notifies():
-                        self._heard(note.payload)
+                    while True:
+                        async for note in conn.notifies(timeout=PROBE_EVERY):
+                            self._heard(note.payload)
+                        await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001 - the database is away: tick meanwhile
+                reason = str(err).replace(secret, "***") if secret else str(err)
                 log.warning(
-                    "order watch: not listening to the read model (%s); reading it "
+                    "order watch: not listening to the read model (%s: %s); reading it "
                     "every %.2f s until it can",
-                    err,
+                    type(err).__name__,
+                    reason.splitlines()[0] if reason else "",
                     self._tick,
                 )
             finally:

@@ -144,6 +144,22 @@ async def test_a_caller_holds_at_most_so_many_streams_at_once(stack: Stack) -> N
             await _until(lambda: streams.count(claims) == 0, "the closed streams given back")
             async with http.stream("GET", "/notifications/events", headers=mine) as again:
                 assert again.status_code == 200
+            await _until(lambda: streams.count(claims) == 0, "that one given back too")
+            # Opened all at once: the bound holds as they arrive, not as they start.
+            release = asyncio.Event()
+
+            async def open_one() -> int:
+                async with http.stream("GET", "/notifications/events", headers=mine) as r:
+                    if r.status_code == 200:
+                        await release.wait()  # held open until the others are answered
+                    return r.status_code
+
+            opening = [asyncio.create_task(open_one()) for _ in range(8)]
+            await _until(lambda: sum(t.done() for t in opening) == 6, "six refused")
+            release.set()
+            codes = sorted(await asyncio.gather(*opening))
+            assert codes == [200, 200] + [429] * 6, codes
+            await _until(lambda: streams.count(claims) == 0, "all given back")
     finally:
         streams.per_caller = saved
 
@@ -155,7 +171,14 @@ async def test_a_reader_that_stops_taking_events_ends_its_stream(
     off after SEND_TIMEOUT: the stream's generator is closed, and the server sees no error."""
     monkeypatch.setattr(streams_module, "SEND_TIMEOUT", 0.2)
     events = Events(first=100)
-    response = streams_module.event_stream(events.stream())
+    streams = OpenStreams(per_caller=1)
+    caller = claims(3600)
+    closed: list[str] = []
+    with streams.admit(caller) as place:
+        response = streams_module.event_stream(
+            events.stream(), place, on_close=lambda: closed.append("call")
+        )
+    assert streams.count(caller) == 1
     sent: list[Message] = []
 
     async def send(message: Message) -> None:
@@ -172,3 +195,32 @@ async def test_a_reader_that_stops_taking_events_ends_its_stream(
         await asyncio.wait_for(response(scope, receive, send), 10)
     assert events.closed
     assert "took over" in caplog.text
+    assert streams.count(caller) == 0 and closed == ["call"]
+
+
+async def test_a_stream_whose_events_never_start_gives_its_place_back() -> None:
+    """A HEAD of a stream's route answers without starting its events: the caller's place
+    and what the route opened for it (a gRPC call) are given back all the same; and a route
+    that fails after admitting a stream (a 404, say) holds no place."""
+    streams = OpenStreams(per_caller=1)
+    caller = claims(3600)
+    closed: list[str] = []
+    events = Events(first=1)
+    with streams.admit(caller) as place:
+        response = streams_module.event_stream(
+            events.stream(), place, on_close=lambda: closed.append("call")
+        )
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "HEAD", "path": "/notifications/events", "headers": []}
+    await asyncio.wait_for(response(scope, receive, send), 10)
+    assert sent[0]["status"] == 200 and streams.count(caller) == 0 and closed == ["call"]
+    with pytest.raises(LookupError), streams.admit(caller):
+        raise LookupError("no such order")
+    assert streams.count(caller) == 0

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, func, select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.auth import AdminDep, CallerDep
+from api.auth import AdminDep, CallerDep, until_expiry
 from api.deps import GRPC_TIMEOUT, EngineDep, StubsDep
 from api.errors import DATABASE_DOWN, ApiError
 from api.models import NotificationPublic, OrderPublic
@@ -128,8 +128,8 @@ async def order_feed(
     request: Request, admin: AdminDep, engine: EngineDep, streams: StreamsDep
 ) -> EventSourceResponse:
     """Every order's changes (event `order`: an OrderChange), from a few seconds back."""
-    streams.admit(admin)
-    return event_stream(streams.follow(admin, _order_changes(request, engine)))
+    with streams.admit(admin) as place:
+        return event_stream(until_expiry(admin, _order_changes(request, engine)), place)
 
 
 # --- the low-stock feed ---------------------------------------------------------------------
@@ -181,10 +181,10 @@ async def low_stock_feed(
 ) -> EventSourceResponse:
     """Event `low-stock` (a LowStockAlert) each time a product's stock is seen below its
     threshold, the products already low first."""
-    streams.admit(admin)
-    call = stubs.inventory.WatchStock(inventory_pb2.WatchStockRequest())
-    await _subscribed(call)
-    return event_stream(streams.follow(admin, _low_stock(stubs, call)))
+    with streams.admit(admin) as place:
+        call = stubs.inventory.WatchStock(inventory_pb2.WatchStockRequest())
+        await _subscribed(call)
+        return event_stream(until_expiry(admin, _low_stock(stubs, call)), place, call.cancel)
 
 
 # --- the caller's notifications -------------------------------------------------------------
@@ -210,9 +210,9 @@ async def notification_feed(
     caller: CallerDep, stubs: StubsDep, streams: StreamsDep
 ) -> EventSourceResponse:
     """The caller's notifications as they are sent (event `notification`)."""
-    streams.admit(caller)
-    call = stubs.notification.StreamNotifications(
-        notification_pb2.StreamNotificationsRequest(user_id=caller.sub, include_existing=False)
-    )
-    await _subscribed(call)
-    return event_stream(streams.follow(caller, _notifications(call)))
+    with streams.admit(caller) as place:
+        call = stubs.notification.StreamNotifications(
+            notification_pb2.StreamNotificationsRequest(user_id=caller.sub, include_existing=False)
+        )
+        await _subscribed(call)
+        return event_stream(until_expiry(caller, _notifications(call)), place, call.cancel)

@@ -21,7 +21,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import AdminDep, CallerDep, ensure_reaches
+from api.auth import AdminDep, CallerDep, ensure_reaches, until_expiry
 from api.deps import GRPC_TIMEOUT, ConnectorDep, EngineDep, PathId, StubsDep, WatchDep
 from api.errors import DATABASE_DOWN, ApiError, not_found, temporal_unavailable
 from api.models import (
@@ -127,17 +127,18 @@ async def order_events(
     """Server-sent events: a `status` event with the order now and on every change; the
     stream ends after a final status (DELIVERED, FAILED, CANCELLED). 429 when the caller
     already has STREAMS_PER_CALLER streams open."""
-    streams.admit(caller)
-    client = await connector.get_or_none()
-    first = await order_to_follow(client, engine, watch, order_id)  # 404 before the stream starts
-    ensure_reaches(caller, first.user_id, "order", order_id)
-    # Set by sse-starlette when the server shuts down: the stream then ends cleanly.
-    shutdown = anyio.Event()
-    return event_stream(
-        streams.follow(caller, _events(first, request, client, engine, watch, shutdown)),
-        shutdown_event=shutdown,
-        shutdown_grace_period=2,
-    )
+    with streams.admit(caller) as place:
+        client = await connector.get_or_none()
+        first = await order_to_follow(client, engine, watch, order_id)  # 404 before it starts
+        ensure_reaches(caller, first.user_id, "order", order_id)
+        # Set by sse-starlette when the server shuts down: the stream then ends cleanly.
+        shutdown = anyio.Event()
+        return event_stream(
+            until_expiry(caller, _events(first, request, client, engine, watch, shutdown)),
+            place,
+            shutdown_event=shutdown,
+            shutdown_grace_period=2,
+        )
 
 
 async def _events(
