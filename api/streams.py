@@ -90,8 +90,8 @@ StreamsDep = Annotated[OpenStreams, Depends(get_streams)]
 
 class EventStream(EventSourceResponse):
     """An event stream that gives its caller's place back when it ends, runs `on_close`
-    (a gRPC call to cancel, say) even if its events never started (a HEAD, a client gone
-    before the first), and that a reader too slow to take an event within SEND_TIMEOUT
+    (a gRPC call to cancel, say) even if its events never started (a client gone before
+    the first), and that a reader too slow to take an event within SEND_TIMEOUT
     ends (logged here; uvicorn notes the unfinished response)."""
 
     def __init__(

@@ -26,6 +26,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine
@@ -40,7 +41,7 @@ RESYNC = 1.0  # seconds between two reads of all of them while listening (Postgr
 LISTEN_RETRY = (0.5, 30.0)  # first and longest wait before connecting the listener again
 PROBE = "probe"  # the listener's own announcement, "probe <backend pid>": not an order's
 PROBE_WAIT = 5.0  # seconds to hear it back before the channel is deemed deaf
-PROBE_EVERY = 30.0  # seconds without an announcement before the listener asks the server
+PROBE_EVERY = 30.0  # seconds between two probes of a connected listener
 # Orders most recently announced on the channel and their version, for a stream that
 # subscribes just after its order's save was announced.
 ANNOUNCED_MAX = 10_000
@@ -138,6 +139,7 @@ class OrderWatch:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_full = 0.0  # when every followed order is read next, while listening
+        failing_since: float | None = None  # reads failing since then (logged once)
         while True:
             if not self._subscribers:
                 self._wanted.clear()
@@ -164,11 +166,20 @@ class OrderWatch:
                 read = _news if full else _announced_news
                 news = await run_sql(self._engine, partial(read, known=known), read_only=True)
             except Exception as err:  # noqa: BLE001 - a blip: the streams fall back to queries
-                log.warning("order watch: reading the read model failed: %s", err)
+                if failing_since is None:
+                    failing_since = loop.time()
+                    log.warning("order watch: reading the read model failed: %s", err)
                 if announced and self._announced is not None:
-                    self._announced.update(announced)  # read them again, after a pause
-                await asyncio.sleep(self._tick)
+                    # Read again with the next announcement or the next read of all.
+                    self._announced.update(announced)
+                await asyncio.sleep(self._tick)  # never faster than the ticks
                 continue
+            if failing_since is not None:
+                log.warning(
+                    "order watch: reading the read model again, after %.1f s",
+                    loop.time() - failing_since,
+                )
+                failing_since = None
             if full:
                 next_full = loop.time() + self._resync
             for order_id, snap in news.items():
@@ -191,46 +202,50 @@ class OrderWatch:
         LISTEN_RETRY, doubling) when it fails; the watch reads on ticks meanwhile.
 
         It counts as listening only once it has heard its own probe on the channel: behind
-        a pool in transaction mode LISTEN succeeds and nothing ever arrives. While
-        connected it asks the server something every PROBE_EVERY seconds, so a connection
-        that died quietly is found and replaced."""
+        a pool in transaction mode LISTEN succeeds and nothing ever arrives. It sends the
+        probe again every PROBE_EVERY seconds and drops the connection when it is not heard
+        back within PROBE_WAIT: a connection that died quietly (or a pool that changed
+        underneath) is found and replaced."""
         # The engine's own connection arguments (host, password, options...), not the URL
-        # rendered again: a rendered URL can mangle options with spaces.
+        # rendered again: a rendered URL can mangle options with spaces. TCP keepalives and
+        # a user timeout so that the kernel, too, gives up on a peer gone silent.
         cargs, cparams = self._engine.dialect.create_connect_args(self._engine.url)
-        params = {"application_name": "order-watch", **cparams, "autocommit": True}
-        secret = str(cparams.get("password") or "")
+        params: dict[str, Any] = {
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(PROBE_WAIT * 1000),
+            "connect_timeout": 10,
+        }
+        params |= cparams
+        params |= {"autocommit": True, "application_name": "order-watch"}
         wait = LISTEN_RETRY[0]
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(*cargs, **params) as conn:
                     await conn.execute(f"LISTEN {store.CHANGES_CHANNEL}")
                     probe = f"{PROBE} {conn.info.backend_pid}"
-                    await conn.execute("SELECT pg_notify(%s, %s)", (store.CHANGES_CHANNEL, probe))
-                    # Closed at once on break: the generator holds the connection's lock.
-                    async with contextlib.aclosing(conn.notifies(timeout=PROBE_WAIT)) as notes:
-                        async for note in notes:
-                            if note.payload == probe:
-                                break
-                            self._heard(note.payload)
-                        else:
-                            raise TimeoutError(f"its own NOTIFY not heard within {PROBE_WAIT} s")
-                    self.listening = True
-                    self.listener_pid = conn.info.backend_pid
-                    wait = LISTEN_RETRY[0]
-                    self._resync_all()  # what was saved before the LISTEN took
                     while True:
+                        await self._probe(conn, probe)
+                        if not self.listening:
+                            self.listening = True
+                            self.listener_pid = conn.info.backend_pid
+                            wait = LISTEN_RETRY[0]
+                            self._resync_all()  # what was saved before the LISTEN took
                         async for note in conn.notifies(timeout=PROBE_EVERY):
                             self._heard(note.payload)
-                        await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001 - the database is away: tick meanwhile
-                reason = str(err).replace(secret, "***") if secret else str(err)
+                # The arguments go to libpq as such: its messages name the host and the
+                # user, never the password.
+                reason = str(err).splitlines()[0] if str(err) else ""
                 log.warning(
                     "order watch: not listening to the read model (%s: %s); reading it "
                     "every %.2f s until it can",
                     type(err).__name__,
-                    reason.splitlines()[0] if reason else "",
+                    reason,
                     self._tick,
                 )
             finally:
@@ -240,7 +255,24 @@ class OrderWatch:
             await asyncio.sleep(wait)
             wait = min(wait * 2, LISTEN_RETRY[1])
 
+    async def _probe(self, conn: psycopg.AsyncConnection[Any], probe: str) -> None:
+        """Announces `probe` on the channel and waits to hear it back (TimeoutError if not
+        within PROBE_WAIT); what else is heard meanwhile is handled as usual."""
+        # Sent from the pool, not on the listening connection: a query there would hang on
+        # a dead connection, and psycopg's cancel of it takes seconds more.
+        async with asyncio.timeout(PROBE_WAIT):  # the database itself may be silent
+            await run_sql(self._engine, partial(store.announce, payload=probe))
+        # Closed at once on break: the generator holds the connection's lock.
+        async with contextlib.aclosing(conn.notifies(timeout=PROBE_WAIT)) as notes:
+            async for note in notes:
+                if note.payload == probe:
+                    return
+                self._heard(note.payload)
+        raise TimeoutError(f"its own NOTIFY not heard back within {PROBE_WAIT} s")
+
     def _heard(self, payload: str) -> None:
+        if payload.startswith(f"{PROBE} "):
+            return  # a listener's probe (this one's, of an earlier connection, or a replica's)
         change = store.parse_change(payload)
         if change is None:
             return

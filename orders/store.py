@@ -93,6 +93,11 @@ def _upsert(dialect: str) -> Executable:
     return select(func.pg_notify(literal(CHANGES_CHANNEL), payload))
 
 
+def announce(db: Connection, payload: str) -> None:
+    """NOTIFYs CHANGES_CHANNEL with `payload` when the transaction commits (PostgreSQL)."""
+    db.execute(select(func.pg_notify(literal(CHANGES_CHANNEL), literal(payload))))
+
+
 def parse_change(payload: str) -> tuple[str, int] | None:
     """(order id, version) from a CHANGES_CHANNEL notification; None if it is not one."""
     order_id, _, version = payload.partition(" ")

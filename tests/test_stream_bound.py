@@ -199,9 +199,10 @@ async def test_a_reader_that_stops_taking_events_ends_its_stream(
 
 
 async def test_a_stream_whose_events_never_start_gives_its_place_back() -> None:
-    """A HEAD of a stream's route answers without starting its events: the caller's place
-    and what the route opened for it (a gRPC call) are given back all the same; and a route
-    that fails after admitting a stream (a 404, say) holds no place."""
+    """A response that ends without starting its events (here a HEAD, which sse-starlette
+    answers with the headers alone; a client gone before the first event likewise) gives
+    the caller's place back and closes what the route opened for it (a gRPC call); and a
+    route that fails after admitting a stream (a 404, say) holds no place."""
     streams = OpenStreams(per_caller=1)
     caller = claims(3600)
     closed: list[str] = []
