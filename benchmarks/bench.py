@@ -355,7 +355,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def bench_settings(data_dir: Path, database_url: str, log_level: str) -> Settings:
     """The stack's settings for a measurement: every port free, no injected faults, no rate
-    limit (every order comes from one customer: a limit would measure it, not the stack)."""
+    limit and no bound on open event streams (every order comes from one customer, with up
+    to dozens followed at once in the open loop: a limit would measure it, not the stack)."""
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -369,6 +370,7 @@ def bench_settings(data_dir: Path, database_url: str, log_level: str) -> Setting
         fault_rate=0.0,
         log_level=log_level,
         rate_limit="0",
+        streams_per_caller=0,
     )
 
 

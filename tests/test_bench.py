@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
+from benchmarks.bench import bench_settings
 from benchmarks.noop import (
     ACTIVITIES_PER_ORDER,
     CUSTOMER_ID,
@@ -310,3 +311,10 @@ def test_calls_measures_each_call_and_prints_json(tmp_path: Path) -> None:
     assert all(result["cpu_ms"][name] >= 0 and result["per_s"][name] > 0 for name in expected)
     assert "GET /orders/{id}" in done.stdout and "Charge" in done.stdout
     assert _processes_with(tmp_path / "calls") == []  # every child stopped
+
+
+def test_the_bench_measures_the_stack_not_one_customer_s_limits(tmp_path: Path) -> None:
+    """Every benchmark order comes from one customer, dozens followed at once in the open
+    loop: neither the rate limit nor the bound on a caller's open streams may apply."""
+    settings = bench_settings(tmp_path, f"sqlite:///{tmp_path}/shop.db", "warning")
+    assert settings.rate_limit == "0" and settings.streams_per_caller == 0
