@@ -106,6 +106,7 @@ def child_env(settings: Settings) -> dict[str, str]:
         RATE_LIMIT=settings.rate_limit,
         LOGIN_RATE_LIMIT=settings.login_rate_limit,
         RATE_LIMIT_STORAGE_URL=settings.rate_limit_storage_url,
+        STREAMS_PER_CALLER=str(settings.streams_per_caller),
         LOG_LEVEL=settings.log_level,
         PYTHONUNBUFFERED="1",
         # Telemetry (core/telemetry.py).

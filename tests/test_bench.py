@@ -27,6 +27,7 @@ from benchmarks.noop import (
 from benchmarks.report import Result, Usage, percentile, scale, window_rate
 from benchmarks.steps import Steps, steps_table
 from core import messages
+from core.run import child_env
 from workflows.place_order import DEFAULT_FULFILMENT_DEADLINE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,3 +319,6 @@ def test_the_bench_measures_the_stack_not_one_customer_s_limits(tmp_path: Path) 
     loop: neither the rate limit nor the bound on a caller's open streams may apply."""
     settings = bench_settings(tmp_path, f"sqlite:///{tmp_path}/shop.db", "warning")
     assert settings.rate_limit == "0" and settings.streams_per_caller == 0
+    # ... in the API it starts, too.
+    env = child_env(settings)
+    assert env["RATE_LIMIT"] == "0" and env["STREAMS_PER_CALLER"] == "0"
