@@ -30,7 +30,6 @@ from temporalio import activity, workflow
 with workflow.unsafe.imports_passed_through():
     import httpx
     import jwt
-    import uvicorn
     from google.protobuf import json_format
     from google.protobuf.message import Message
     from temporalio.api.common.v1 import Payload, Payloads
@@ -60,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from core.tokens import issue_access_token
     from tests.conftest import binary
     from tests.harness import free_port
+    from tests.net import served
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -164,19 +164,11 @@ def event_payloads(history: History, attribute: str) -> list[Payload]:
 @asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The codec server for `settings` on a free port (uvicorn, real HTTP), and a client."""
-    port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await task
+    async with (
+        served(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+    ):
+        yield http
 
 
 async def post_payloads(

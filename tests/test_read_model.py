@@ -22,6 +22,7 @@ from core.db import make_engine, migrate, run_sql
 from core.messages import OrderLine, OrderSnapshot, OrderStatus, PaymentStatus, StatusChange
 from orders import store
 from tests.api_fixtures import Stack
+from tests.net import Relay
 
 # Above a 32-bit INTEGER's 2,147,483,647: a million units of a $5,000 item.
 BIG_TOTAL = 500_000_000_000
@@ -233,47 +234,6 @@ async def test_the_watch_listens_on_postgresql_and_reads_on_ticks_on_sqlite(
     assert not watch.listening
 
 
-class SilentRelay:
-    """A TCP relay to PostgreSQL that can go silent: it keeps its connections open and
-    forwards nothing (a peer gone without a word: a cable pulled, a proxy stuck)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def stop(self) -> None:
-        self.flowing.set()
-        if self._server is not None:
-            self._server.close()
-        for task in self._pipes:
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                await self.flowing.wait()
-                dst.write(data)
-                await dst.drain()
-        finally:
-            dst.close()
-
-
 async def test_a_listener_whose_connection_goes_silent_is_replaced(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -290,11 +250,10 @@ async def test_a_listener_whose_connection_goes_silent_is_replaced(
     monkeypatch.setattr(watch_module, "PROBE_EVERY", 0.2)
     monkeypatch.setattr(watch_module, "PROBE_WAIT", 0.5)
     monkeypatch.setattr(watch_module, "LISTEN_RETRY", (0.1, 0.2))
-    relay = SilentRelay(engine.url.host or "127.0.0.1", engine.url.port or 5432)
+    relay = Relay(f"{engine.url.host or '127.0.0.1'}:{engine.url.port or 5432}")
+    await relay.up()
     relayed = make_engine(
-        engine.url.set(host="127.0.0.1", port=await relay.start()).render_as_string(
-            hide_password=False
-        )
+        engine.url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
     )
     watch = OrderWatch(relayed)  # followed by nobody: only its listener talks to the server
     watch.start()
@@ -308,7 +267,7 @@ async def test_a_listener_whose_connection_goes_silent_is_replaced(
         assert watch.listener_pid != first
     finally:
         await watch.stop()
-        await relay.stop()
+        await relay.down()
         relayed.dispose()
 
 

@@ -11,23 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Callable
 
 import anyio
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from starlette.types import Message
 
 from api import streams as streams_module
 from api.auth import until_expiry
 from api.routes.orders import _first_of
 from api.streams import OpenStreams
-from core.run import free_port
 from core.tokens import CUSTOMER_ROLE, AccessClaims
 from tests.api_fixtures import Stack
+from tests.net import served
 
 
 def claims(expires_in: float) -> AccessClaims:
@@ -85,24 +82,6 @@ async def test_a_reader_cancelled_as_sse_starlette_cancels_it_closes_the_stream(
 # --- the bounds every stream of the API shares (api/streams.py) -----------------------------
 
 
-@asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """`app` (its lifespan already running) on a free port, over real HTTP: streams there
-    arrive as they are sent, not once they end as through httpx's ASGI transport."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 async def _until(condition: Callable[[], bool], what: str) -> None:
     try:
         async with asyncio.timeout(10):
@@ -126,7 +105,10 @@ async def test_a_caller_holds_at_most_so_many_streams_at_once(stack: Stack) -> N
     claims = AccessClaims(sub=user["id"], role=CUSTOMER_ROLE)
     mine = stack.as_user(user["id"])
     try:
-        async with served(stack.app) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        async with (
+            served(stack.app, lifespan="off") as url,
+            httpx.AsyncClient(base_url=url, timeout=10) as http,
+        ):
             async with (
                 http.stream("GET", f"/orders/{order_id}/events", headers=mine) as first,
                 http.stream("GET", "/notifications/events", headers=mine) as second,

@@ -9,7 +9,6 @@ services on port 0, the real app over ASGI.
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -27,53 +26,9 @@ from core.secrets import resolved_admin_password
 from services.server import create_server
 from tests.api_fixtures import GOOD_CARD, PASSWORD, SHIPPING_ADDRESS, bearer, log_in
 from tests.conftest import TEST_PAYLOAD_KEYS
+from tests.net import Relay
 
 pytestmark = pytest.mark.timeout(90)
-
-
-class Relay:
-    """A TCP relay on a fixed local port to Temporal's frontend, which can be taken down."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.rsplit(":", 1)
-        self._target = (host, int(port))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def up(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-
-    async def down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for task in self._pipes:
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(_pipe(src, dst))
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-
-async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    try:
-        while data := await src.read(65536):
-            dst.write(data)
-            await dst.drain()
-    finally:
-        dst.close()
 
 
 @pytest.fixture
