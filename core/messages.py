@@ -9,6 +9,7 @@ They travel through Temporal with `pydantic_data_converter`, encrypted by the sh
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from enum import StrEnum
 
@@ -158,9 +159,12 @@ class CancelRequest(BaseModel):
     @field_validator("reason")
     @classmethod
     def _fit(cls, reason: str) -> str:
-        # Cut, not refused: a signal cannot be answered, and one that fails to decode is
-        # dropped, so the customer's cancel would be lost for a too long text.
-        return reason[:CANCEL_REASON_MAX]
+        # Cleaned and cut, not refused: a signal cannot be answered, and one that fails to
+        # decode is dropped, so the customer's cancel would be lost. Control characters go
+        # (a NUL is refused by the notification service and by PostgreSQL, which would
+        # stop the cancel halfway); nothing left means the default words.
+        spaced = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in reason)
+        return " ".join(spaced.split())[:CANCEL_REASON_MAX] or "customer request"
 
 
 # --- activity inputs and results --------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from core.messages import workflow_id_for
 from tests.api_fixtures import (
     DECLINED_CARD,
     FLAKY_CARD,
@@ -582,3 +583,20 @@ async def test_products_are_never_free(stack: Stack) -> None:
         assert "greater than or equal to 1" in detail["msg"], detail
     cheapest = await stack.create_product(price_cents=1)
     assert cheapest["price_cents"] == 1
+
+
+async def test_a_cancel_signal_with_control_characters_still_cancels(stack: Stack) -> None:
+    """`temporal workflow signal --name cancel` takes any text: a NUL (which the
+    notification service and PostgreSQL refuse) no longer stops the cancel halfway, with
+    the payment refunded and the order never told CANCELLED."""
+    user = await stack.create_user()
+    p = await stack.create_product(stock=1)
+    order_id = await stack.place(user["id"], [(p["id"], 1)])
+    await stack.wait_for(order_id, "PAID")
+    handle = stack.client.get_workflow_handle(workflow_id_for(order_id))
+    await handle.signal("cancel", {"reason": "wrong\x00size\x07"})
+    order = await stack.wait_for(order_id, "CANCELLED")
+    assert (order["status"], order["cancel_reason"]) == ("CANCELLED", "wrong size")
+    assert order["payment_status"] == "REFUNDED"
+    r = await stack.http.get(f"/users/{user['id']}/notifications")
+    assert (order_id, "ORDER_CANCELLED") in [(n["order_id"], n["kind"]) for n in r.json()]

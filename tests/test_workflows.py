@@ -699,3 +699,72 @@ async def test_search_attributes_are_upserted_only_when_they_change(
     desc = await handle.describe()
     assert desc.typed_search_attributes.get(ORDER_STATUS) == "PAID"
     assert desc.typed_search_attributes.get(CUSTOMER_ID) == "u-1"
+
+
+async def test_cancelling_the_workflow_while_it_ships_still_saves_and_tells_it(
+    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
+) -> None:
+    """A Temporal cancel that comes while the SHIPPED save is in flight: the order stays
+    shipped (it has left), and the read model and the customer still learn it; the
+    workflow then ends cancelled."""
+    gate = shop.gates["save:SHIPPED"] = asyncio.Event()
+    handle = await start(dev_env, task_queue)
+    await wait_for(handle, OrderStatus.PAID)
+    await handle.signal("ship")
+    await _in_flight(shop, "save:SHIPPED")
+    await handle.cancel()
+    await _processed_cancel(handle)
+    gate.set()
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    assert isinstance(info.value.cause, CancelledError)
+    order_id = shop.saved[-1].order_id
+    assert shop.saved[-1].status == OrderStatus.SHIPPED
+    assert (order_id, "ORDER_SHIPPED") in shop.notifications
+    assert shop.refunds.get(order_id, 0) == 0
+
+
+async def _processed_cancel(handle: WorkflowHandle[object, OrderSnapshot]) -> None:
+    """Waits until the worker has run the workflow task that saw the cancel request."""
+    for _ in range(200):
+        kinds = [e.event_type for e in (await handle.fetch_history()).events]
+        asked = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+        if (
+            asked in kinds
+            and EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in kinds[kinds.index(asked) :]
+        ):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the cancel request was never processed")
+
+
+async def test_a_cancel_right_behind_an_accepted_ship_is_refused(
+    dev_env: WorkflowEnvironment, task_queue: str, shop: FakeShop
+) -> None:
+    """A ship and a cancel that reach the workflow in one task: the ship, first, goes on;
+    the cancel is refused (409 at the API), not both accepted and the ship answered with
+    a CANCELLED order."""
+
+    def a_worker() -> Worker:
+        return Worker(
+            dev_env.client,
+            task_queue=task_queue,
+            workflows=list(WORKFLOWS),
+            activities=shop.activities(),
+        )
+
+    async with a_worker():
+        handle = await start(dev_env, task_queue)
+        await wait_for(handle, OrderStatus.PAID)
+    # No worker: both wait for the same workflow task.
+    await handle.signal("ship")
+    cancel = asyncio.create_task(
+        handle.execute_update("request_cancel", CancelRequest(), result_type=OrderSnapshot)
+    )
+    async with a_worker():
+        with pytest.raises(WorkflowUpdateFailedError) as info:
+            await cancel
+        assert "cannot be cancelled" in str(info.value.cause)
+        await wait_for(handle, OrderStatus.SHIPPED)
+    await handle.terminate("test over")
+    assert shop.refunds.get(shop.saved[-1].order_id, 0) == 0

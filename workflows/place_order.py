@@ -105,7 +105,9 @@ class PlaceOrder:
 
     @request_cancel.validator
     def _check_cancel(self, req: CancelRequest) -> None:
-        self._check(self._snap.status in CANCELLABLE, "cancelled")
+        # A ship already accepted goes first: the cancel that follows it is refused, rather
+        # than both accepted and the ship answered with a CANCELLED order.
+        self._check(self._snap.status in CANCELLABLE and not self._ship, "cancelled")
 
     def _on_cancel(self, req: CancelRequest) -> None:
         self._check_cancel(req)
@@ -316,14 +318,24 @@ class PlaceOrder:
                     )
                 elif self._ship:
                     self._ship = False
-                    await self._transition(OrderStatus.SHIPPED)
-                    await self._notify(NotificationKind.ORDER_SHIPPED)
+                    await self._reach(OrderStatus.SHIPPED, NotificationKind.ORDER_SHIPPED)
             else:
                 await workflow.wait_condition(lambda: self._deliver or long_history())
                 if self._deliver:
                     self._deliver = False
-                    await self._transition(OrderStatus.DELIVERED)
-                    await self._notify(NotificationKind.ORDER_DELIVERED)
+                    await self._reach(OrderStatus.DELIVERED, NotificationKind.ORDER_DELIVERED)
+
+    async def _reach(self, status: OrderStatus, kind: NotificationKind) -> None:
+        """Moves the order to SHIPPED or DELIVERED: its save and its notification run to
+        their end even if the workflow is cancelled meanwhile (the order is then left as it
+        is, but not stale in the read model nor untold), and the cancellation is raised
+        after them."""
+
+        async def move() -> None:
+            await self._transition(status)
+            await self._notify(kind)
+
+        await steps.run_to_end(move(), then_cancelled=True)
 
     async def _cancel_paid(self, reason: FailureReason, words: str | None = None) -> None:
         """Hands a PAID order to CancelOrder (refund, restock, save, notify); it is then

@@ -82,13 +82,19 @@ async def notify(user_id: str, order_id: str, kind: NotificationKind, why: str |
     )
 
 
-async def run_to_end(step: Awaitable[T]) -> T:
+async def run_to_end(step: Awaitable[T], *, then_cancelled: bool = False) -> T:
     """Awaits `step` to its end even if the caller is cancelled meanwhile: a rollback or a
-    refund must not be cut short by a further cancellation request."""
+    refund must not be cut short by a further cancellation request. With `then_cancelled`,
+    a cancellation that came meanwhile is raised once the step has ended (a step that must
+    finish, inside a run that must still stop)."""
     task = asyncio.ensure_future(step)
+    cancelled = False
     while not task.done():
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
-            continue
-    return task.result()
+            cancelled = True
+    result = task.result()
+    if cancelled and then_cancelled:
+        raise asyncio.CancelledError
+    return result
