@@ -768,3 +768,26 @@ async def test_a_cancel_right_behind_an_accepted_ship_is_refused(
         await wait_for(handle, OrderStatus.SHIPPED)
     await handle.terminate("test over")
     assert shop.refunds.get(shop.saved[-1].order_id, 0) == 0
+
+
+async def test_cancelling_the_workflow_while_a_customer_s_cancel_refunds_lets_it_finish(
+    dev_env: WorkflowEnvironment, task_queue: str, dev_worker: Worker, shop: FakeShop
+) -> None:
+    """A Temporal cancel while the customer's CancelOrder runs: that CancelOrder finishes
+    (refunded once, the customer's reason kept everywhere), no second one starts with
+    another reason, and the workflow then ends cancelled."""
+    gate = shop.gates["notify:ORDER_CANCELLED"] = asyncio.Event()
+    handle = await start(dev_env, task_queue)
+    paid = await wait_for(handle, OrderStatus.PAID)
+    await handle.signal("cancel", CancelRequest(reason="changed my mind"))
+    await _in_flight(shop, "notify:ORDER_CANCELLED")
+    await handle.cancel()
+    await _processed_cancel(handle)
+    gate.set()
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    assert isinstance(info.value.cause, CancelledError)
+    final = await status_of(handle)
+    assert (final.status, final.failure_reason) == (OrderStatus.CANCELLED, "CANCELLED_BY_CUSTOMER")
+    assert shop.saved[-1].failure_reason == "CANCELLED_BY_CUSTOMER"
+    assert shop.refunds[paid.order_id] == 1 and shop.calls.count("refund") == 1

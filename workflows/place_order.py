@@ -310,12 +310,10 @@ class PlaceOrder:
                         timeout=max(deadline - workflow.now(), timedelta(seconds=1)),
                     )
                 except TimeoutError:
-                    await self._cancel_paid(FailureReason.NOT_SHIPPED)
+                    await self._close_paid(FailureReason.NOT_SHIPPED)
                     continue
                 if self._cancel is not None:
-                    await self._cancel_paid(
-                        FailureReason.CANCELLED_BY_CUSTOMER, self._cancel.reason
-                    )
+                    await self._close_paid(FailureReason.CANCELLED_BY_CUSTOMER, self._cancel.reason)
                 elif self._ship:
                     self._ship = False
                     await self._reach(OrderStatus.SHIPPED, NotificationKind.ORDER_SHIPPED)
@@ -336,6 +334,12 @@ class PlaceOrder:
             await self._notify(kind)
 
         await steps.run_to_end(move(), then_cancelled=True)
+
+    async def _close_paid(self, reason: FailureReason, words: str | None = None) -> None:
+        """_cancel_paid run to its end even if the workflow is cancelled meanwhile: its
+        CancelOrder child is not cut short (a second one would then start, with another
+        reason than the first had saved), and that cancellation is raised after it."""
+        await steps.run_to_end(self._cancel_paid(reason, words), then_cancelled=True)
 
     async def _cancel_paid(self, reason: FailureReason, words: str | None = None) -> None:
         """Hands a PAID order to CancelOrder (refund, restock, save, notify); it is then
