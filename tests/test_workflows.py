@@ -711,17 +711,25 @@ async def test_cancelling_the_workflow_while_it_ships_still_saves_and_tells_it(
     handle = await start(dev_env, task_queue)
     await wait_for(handle, OrderStatus.PAID)
     await handle.signal("ship")
-    await _in_flight(shop, "save:SHIPPED")
+    await _cancel_while_held(handle, shop, "save:SHIPPED", gate)
+    order_id = shop.saved[-1].order_id
+    assert shop.saved[-1].status == OrderStatus.SHIPPED
+    assert (order_id, "ORDER_SHIPPED") in shop.notifications
+    assert shop.refunds.get(order_id, 0) == 0
+
+
+async def _cancel_while_held(
+    handle: WorkflowHandle[object, OrderSnapshot], shop: FakeShop, call: str, gate: asyncio.Event
+) -> None:
+    """Cancels the workflow while `call` (held by `gate`) is in flight, and lets `call` go
+    once the worker has seen the cancel: the run must still end cancelled."""
+    await _in_flight(shop, call)
     await handle.cancel()
     await _processed_cancel(handle)
     gate.set()
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
     assert isinstance(info.value.cause, CancelledError)
-    order_id = shop.saved[-1].order_id
-    assert shop.saved[-1].status == OrderStatus.SHIPPED
-    assert (order_id, "ORDER_SHIPPED") in shop.notifications
-    assert shop.refunds.get(order_id, 0) == 0
 
 
 async def _processed_cancel(handle: WorkflowHandle[object, OrderSnapshot]) -> None:
@@ -780,13 +788,7 @@ async def test_cancelling_the_workflow_while_a_customer_s_cancel_refunds_lets_it
     handle = await start(dev_env, task_queue)
     paid = await wait_for(handle, OrderStatus.PAID)
     await handle.signal("cancel", CancelRequest(reason="changed my mind"))
-    await _in_flight(shop, "notify:ORDER_CANCELLED")
-    await handle.cancel()
-    await _processed_cancel(handle)
-    gate.set()
-    with pytest.raises(WorkflowFailureError) as info:
-        await handle.result()
-    assert isinstance(info.value.cause, CancelledError)
+    await _cancel_while_held(handle, shop, "notify:ORDER_CANCELLED", gate)
     final = await status_of(handle)
     assert (final.status, final.failure_reason) == (OrderStatus.CANCELLED, "CANCELLED_BY_CUSTOMER")
     assert shop.saved[-1].failure_reason == "CANCELLED_BY_CUSTOMER"
