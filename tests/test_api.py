@@ -595,6 +595,7 @@ async def test_a_cancel_signal_with_control_characters_still_cancels(stack: Stac
     await stack.wait_for(order_id, "PAID")
     handle = stack.client.get_workflow_handle(workflow_id_for(order_id))
     await handle.signal("cancel", {"reason": "wrong\x00size\x07"})
+    await asyncio.wait_for(handle.result(), 30)  # its CancelOrder notifies, then it ends
     order = await stack.wait_for(order_id, "CANCELLED")
     assert (order["status"], order["cancel_reason"]) == ("CANCELLED", "wrong size")
     assert order["payment_status"] == "REFUNDED"
