@@ -98,7 +98,6 @@ class OrderWatch:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        self.listening = False
 
     def started(self, snap: OrderSnapshot) -> None:
         """Remembers an order this process has just started (its PENDING view)."""

@@ -13,9 +13,11 @@ from typing import Any
 
 from sqlalchemy import (
     TEXT,
+    ColumnElement,
     Connection,
     Executable,
     RowMapping,
+    Select,
     Table,
     bindparam,
     cast,
@@ -90,12 +92,17 @@ def _upsert(dialect: str) -> Executable:
         return upsert.returning(ORDERS.c.order_id)
     written = upsert.returning(ORDERS.c.order_id, ORDERS.c.version).cte("written")
     payload = written.c.order_id + literal(" ") + cast(written.c.version, TEXT)
+    return _notify(payload)
+
+
+def _notify(payload: ColumnElement[str]) -> Select[tuple[None]]:
+    """SELECT pg_notify(CHANGES_CHANNEL, payload): sent when the transaction commits."""
     return select(func.pg_notify(literal(CHANGES_CHANNEL), payload))
 
 
 def announce(db: Connection, payload: str) -> None:
     """NOTIFYs CHANGES_CHANNEL with `payload` when the transaction commits (PostgreSQL)."""
-    db.execute(select(func.pg_notify(literal(CHANGES_CHANNEL), literal(payload))))
+    db.execute(_notify(literal(payload)))
 
 
 def parse_change(payload: str) -> tuple[str, int] | None:

@@ -171,8 +171,6 @@ async def _low_stock(
         # The watch ended (the services restarted, or we read too slowly): so does the
         # stream; the browser reconnects and watches again.
         log.info("low-stock feed ended: %s", err.code().name)
-    finally:
-        call.cancel()
 
 
 @router.get("/admin/feeds/low-stock")
@@ -184,6 +182,7 @@ async def low_stock_feed(
     with streams.admit(admin) as place:
         call = stubs.inventory.WatchStock(inventory_pb2.WatchStockRequest())
         await _subscribed(call)
+        # The response cancels the call when it ends, even before its first event.
         return event_stream(until_expiry(admin, _low_stock(stubs, call)), place, call.cancel)
 
 
@@ -201,8 +200,6 @@ async def _notifications(
             yield ServerSentEvent(data=public.model_dump_json(), event="notification", id=n.id)
     except grpc.aio.AioRpcError as err:
         log.info("notification feed ended: %s", err.code().name)
-    finally:
-        call.cancel()
 
 
 @router.get("/notifications/events")
